@@ -1,0 +1,42 @@
+# websockify in Go. `make` builds bin/websockify; see README.md.
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS := -s -w -X main.version=$(VERSION)
+
+.PHONY: all build demo test check fuzz bench clean
+
+all: build
+
+build:
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/websockify ./cmd/websockify
+	$(GO) build -trimpath -o bin/websockify-demo ./cmd/websockify-demo
+
+# The README's run command: websockify on 127.0.0.1:6080 in front of an
+# embedded echo target.
+demo: build
+	bin/websockify-demo
+
+# The README's test command (and CI's): installs what is missing, then runs
+# every test, fuzz seed corpora included.
+test:
+	bash scripts/install-test-deps.sh
+	$(MAKE) build
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+# Static checks beyond vet.
+check:
+	test -z "$$(gofmt -l $$(git ls-files '*.go'))"
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@latest ./...
+
+FUZZTIME ?= 60s
+fuzz:
+	$(GO) test ./codec -run '^$$' -fuzz '^FuzzDecoder$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./codec -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME)
+
+bench: build
+	bash bench/run.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,226 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gowebsockify/websockify/eventloop"
+	"github.com/spf13/pflag"
+)
+
+const usageLines = `Usage:
+    websockify [options] [source_addr:]source_port target_addr:target_port
+    websockify [options] --token-plugin=CLASS [source_addr:]source_port
+    websockify [options] --unix-target=FILE [source_addr:]source_port
+    websockify [options] [source_addr:]source_port -- WRAP_COMMAND_LINE
+`
+
+var errHelpShown = errors.New("help shown")
+
+// notYet lists the original's options that later work will implement. They
+// are parsed (so the grammar stays right) but refused, never ignored.
+var notYet = []string{
+	"record", "daemon", "cert", "key", "key-password", "ssl-only", "ssl-target",
+	"verify-client", "cafile", "ssl-version", "ssl-ciphers", "inetd", "web",
+	"web-auth", "file-only", "wrap-mode", "target-config", "token-plugin",
+	"token-source", "host-token", "auth-plugin", "auth-source", "log-file",
+	"syslog", "legacy-syslog",
+}
+
+// parseArgs turns the command line into a Config. Errors are usage errors
+// (exit 2); errHelpShown means -h or --version printed to out.
+func parseArgs(args []string, out io.Writer) (eventloop.Config, error) {
+	var cfg eventloop.Config
+	fs := pflag.NewFlagSet("websockify", pflag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.SortFlags = false
+
+	verbose := fs.BoolP("verbose", "v", false, "verbose messages")
+	traffic := fs.Bool("traffic", false, "per frame traffic")
+	runOnce := fs.Bool("run-once", false, "handle a single WebSocket connection and exit")
+	timeout := fs.Int("timeout", 0, "after TIMEOUT seconds stop accepting, exit when the last connection ends")
+	idle := fs.Int("idle-timeout", 0, "server exits after TIMEOUT seconds if there are no active connections")
+	heartbeat := fs.Int("heartbeat", 0, "send a ping to the client every HEARTBEAT seconds")
+	unixTarget := fs.String("unix-target", "", "connect to a unix socket target")
+	unixListen := fs.String("unix-listen", "", "listen on a unix socket")
+	unixMode := fs.String("unix-listen-mode", "0600", "file mode of the unix socket listened on")
+	preferV6 := fs.BoolP("prefer-ipv6", "6", false, "prefer IPv6 when resolving source_addr")
+	fs.Bool("auto-pong", false, "accepted for compatibility; pings are always answered")
+	libserver := fs.Bool("libserver", false, "accepted for compatibility; no effect")
+	showVersion := fs.Bool("version", false, "print the version and exit")
+	help := fs.BoolP("help", "h", false, "show this help message and exit")
+
+	// Options of the original that are not implemented yet.
+	fs.String("record", "", "record sessions to FILE.[session_number]")
+	fs.BoolP("daemon", "D", false, "become a daemon (background process)")
+	fs.String("cert", "self.pem", "SSL certificate file")
+	fs.String("key", "", "SSL key file (if separate from cert)")
+	fs.String("key-password", "", "SSL key password")
+	fs.Bool("ssl-only", false, "disallow non-encrypted client connections")
+	fs.Bool("ssl-target", false, "connect to SSL target as SSL client")
+	fs.Bool("verify-client", false, "require encrypted client to present a valid certificate")
+	fs.String("cafile", "", "CA certificates for verifying client certificates")
+	fs.String("ssl-version", "default", "minimum TLS version")
+	fs.String("ssl-ciphers", "", "list of ciphers allowed for connection")
+	fs.Bool("inetd", false, "inetd mode: the listening socket is on fd 0")
+	fs.String("web", "", "run webserver on same port, serve files from DIR")
+	fs.Bool("web-auth", false, "require authentication to access the web server")
+	fs.Bool("file-only", false, "use this to disable directory listings in the web server")
+	fs.String("wrap-mode", "exit", "action when the wrapped program exits: exit, ignore, respawn")
+	fs.String("target-config", "", "configuration file containing valid targets")
+	fs.String("token-plugin", "", "use a token plugin to resolve targets")
+	fs.String("token-source", "", "argument of the token plugin")
+	fs.Bool("host-token", false, "use the Host header as the token")
+	fs.String("auth-plugin", "", "use an auth plugin")
+	fs.String("auth-source", "", "argument of the auth plugin")
+	fs.String("log-file", "", "file where logs will be saved")
+	fs.String("syslog", "", "log to syslog server (host:port or socket path)")
+	fs.Bool("legacy-syslog", false, "use the old syslog protocol")
+
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if *help {
+		fmt.Fprintf(out, "%s\nOptions:\n%s", usageLines, fs.FlagUsages())
+		return cfg, errHelpShown
+	}
+	if *showVersion {
+		fmt.Fprintf(out, "websockify %s\n", version)
+		return cfg, errHelpShown
+	}
+	for _, name := range notYet {
+		if fs.Changed(name) {
+			return cfg, fmt.Errorf("--%s is not supported yet", name)
+		}
+	}
+
+	pos := fs.Args()
+	if fs.ArgsLenAtDash() >= 0 {
+		return cfg, errors.New("wrapping a program (-- PROGRAM) is not supported yet")
+	}
+	switch {
+	case len(pos) == 0:
+		return cfg, errors.New("too few arguments")
+	case *unixTarget != "" && len(pos) > 1:
+		return cfg, errors.New("a target address cannot be given with --unix-target")
+	case *unixTarget == "" && len(pos) < 2:
+		return cfg, errors.New("too few arguments")
+	case len(pos) > 2:
+		return cfg, errors.New("too many arguments")
+	}
+
+	host, port, err := splitHostPort(pos[0])
+	if err != nil {
+		return cfg, fmt.Errorf("error parsing listen port: %v", err)
+	}
+	if host != "" && *preferV6 {
+		if ip := resolvePreferV6(host); ip != "" {
+			host = ip
+		}
+	}
+	cfg.ListenAddr = net.JoinHostPort(host, strconv.Itoa(port))
+	if *unixListen != "" {
+		mode, err := strconv.ParseUint(*unixMode, 8, 32)
+		if err != nil || mode > 0o777 {
+			return cfg, fmt.Errorf("invalid --unix-listen-mode %q: want an octal mode such as 0600", *unixMode)
+		}
+		cfg.ListenUnix = absPath(*unixListen)
+		cfg.ListenUnixMode = os.FileMode(mode)
+	}
+
+	if *unixTarget != "" {
+		cfg.TargetNetwork, cfg.TargetAddr = "unix", absPath(*unixTarget)
+	} else {
+		th, tp, err := splitHostPort(pos[1])
+		if err != nil {
+			return cfg, fmt.Errorf("error parsing target: %v", err)
+		}
+		if th == "" {
+			return cfg, errors.New("error parsing target: no host")
+		}
+		cfg.TargetNetwork, cfg.TargetAddr = "tcp", net.JoinHostPort(th, strconv.Itoa(tp))
+	}
+
+	for name, v := range map[string]int{"timeout": *timeout, "idle-timeout": *idle, "heartbeat": *heartbeat} {
+		if v < 0 {
+			return cfg, fmt.Errorf("--%s must not be negative", name)
+		}
+	}
+	cfg.Timeout = time.Duration(*timeout) * time.Second
+	cfg.IdleTimeout = time.Duration(*idle) * time.Second
+	cfg.Heartbeat = time.Duration(*heartbeat) * time.Second
+	cfg.RunOnce = *runOnce
+	cfg.PreferIPv6 = *preferV6
+	cfg.Verbose = *verbose
+	cfg.Log = eventloop.NewLogger(os.Stderr, *verbose)
+	if *traffic {
+		cfg.Traffic = os.Stdout
+	}
+	if *libserver {
+		cfg.Log.Infof("warning: --libserver has no effect in this implementation")
+	}
+	return cfg, nil
+}
+
+// splitHostPort splits at the last colon and strips IPv6 brackets, as the
+// original does: "6080", ":6080", "[::1]:6080", "::1:6080", "host:6080".
+func splitHostPort(s string) (host string, port int, err error) {
+	p := s
+	if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		host, p = strings.Trim(s[:i], "[]"), s[i+1:]
+	}
+	port, err = strconv.Atoi(p)
+	if err != nil || port < 0 || port > 65535 {
+		return "", 0, fmt.Errorf("bad port %q", p)
+	}
+	return host, port, nil
+}
+
+// resolvePreferV6 returns host's first IPv6 address, if it has one.
+func resolvePreferV6(host string) string {
+	ips, err := net.LookupIP(host)
+	if err != nil {
+		return ""
+	}
+	for _, ip := range ips {
+		if ip.To4() == nil {
+			return ip.String()
+		}
+	}
+	return ""
+}
+
+// absPath resolves p against the directory websockify was started in, so a
+// later chdir (daemon mode, --web) cannot change what it names.
+func absPath(p string) string {
+	if p == "" || strings.HasPrefix(p, "/") {
+		return p
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		return p
+	}
+	return wd + "/" + p
+}
+
+// printBanner prints the settings summary the original prints at start.
+func printBanner(w io.Writer, cfg eventloop.Config) {
+	listen := cfg.ListenAddr
+	if cfg.ListenUnix != "" {
+		listen = cfg.ListenUnix
+	}
+	fmt.Fprintf(w, "WebSocket server settings:\n")
+	fmt.Fprintf(w, "  - Listen on %s\n", listen)
+	fmt.Fprintf(w, "  - No SSL/TLS support (TLS is not implemented yet)\n")
+	target := cfg.TargetAddr
+	if cfg.TargetNetwork == "unix" {
+		target = "unix socket " + target
+	}
+	fmt.Fprintf(w, "  - proxying from %s to %s\n", listen, target)
+}

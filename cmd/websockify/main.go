@@ -1,0 +1,46 @@
+// Command websockify is a WebSocket-to-TCP proxy, a drop-in replacement for
+// the noVNC project's websockify:
+//
+//	websockify [options] [source_addr:]source_port target_addr:target_port
+//
+// This file only turns the command line into an eventloop.Config and starts
+// the server; see cli.go for the grammar.
+package main
+
+import (
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/gowebsockify/websockify/eventloop"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "0.1.0-dev"
+
+func main() {
+	cfg, err := parseArgs(os.Args[1:], os.Stdout)
+	if err != nil {
+		if err == errHelpShown {
+			os.Exit(0)
+		}
+		fmt.Fprintf(os.Stderr, "websockify: %v\n%s", err, usageLines)
+		os.Exit(2)
+	}
+	printBanner(os.Stderr, cfg)
+
+	stop := make(chan struct{})
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		sig := <-sigs
+		cfg.Log.Infof("Got %v, shutting down", sig)
+		close(stop)
+	}()
+
+	if err := eventloop.Serve(cfg, stop); err != nil {
+		fmt.Fprintf(os.Stderr, "websockify: %v\n", err)
+		os.Exit(1)
+	}
+}

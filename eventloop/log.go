@@ -1,0 +1,89 @@
+package eventloop
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Logger writes log lines in the original websockify's shapes: per-client
+// lines as "<ip> - - [27/Nov/2026 12:00:00] message", the rest plain.
+// It is safe for concurrent use.
+type Logger struct {
+	mu          sync.Mutex
+	w           io.Writer
+	verbose     bool
+	lastRefusal atomic.Int64 // unix nanos of the last open-file refusal line
+}
+
+// NewLogger logs to w; verbose enables debug lines.
+func NewLogger(w io.Writer, verbose bool) *Logger { return &Logger{w: w, verbose: verbose} }
+
+func (l *Logger) line(s string) {
+	l.mu.Lock()
+	_, _ = io.WriteString(l.w, s)
+	l.mu.Unlock()
+}
+
+// Infof logs a plain line.
+func (l *Logger) Infof(format string, args ...any) { l.line(fmt.Sprintf(format, args...) + "\n") }
+
+// Errorf logs a plain line; errors are not told apart from information in
+// the original's output either.
+func (l *Logger) Errorf(format string, args ...any) { l.Infof(format, args...) }
+
+// Debugf logs only with -v.
+func (l *Logger) Debugf(format string, args ...any) {
+	if l.verbose {
+		l.Infof(format, args...)
+	}
+}
+
+// Connf logs a line about one client.
+func (l *Logger) Connf(addr, format string, args ...any) {
+	l.line(addr + " - - [" + time.Now().Format("02/Jan/2006 15:04:05") + "] " + fmt.Sprintf(format, args...) + "\n")
+}
+
+// ConnDebugf is Connf only with -v.
+func (l *Logger) ConnDebugf(addr, format string, args ...any) {
+	if l.verbose {
+		l.Connf(addr, format, args...)
+	}
+}
+
+// refusal logs msg at most once a second, so a flood of refused clients
+// does not flood the log.
+func (l *Logger) refusal(msg string) {
+	now := time.Now().UnixNano()
+	last := l.lastRefusal.Load()
+	if now-last < int64(time.Second) || !l.lastRefusal.CompareAndSwap(last, now) {
+		return
+	}
+	l.Infof("%s", msg)
+}
+
+// gnetLogger routes gnet's own error lines into ours.
+type gnetLogger struct{ l *Logger }
+
+func (g gnetLogger) Debugf(string, ...any)     {}
+func (g gnetLogger) Infof(string, ...any)      {}
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Debugf("gnet: "+f, a...) }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Errorf("gnet: "+f, a...) }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Errorf("gnet: "+f, a...) }
+
+// hostOf is the address part of a client's address, as the original logs it.
+func hostOf(a net.Addr) string {
+	if a == nil {
+		return "unknown"
+	}
+	if host, _, err := net.SplitHostPort(a.String()); err == nil {
+		return host
+	}
+	if s := a.String(); s != "" {
+		return s
+	}
+	return "unix"
+}

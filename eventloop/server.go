@@ -1,0 +1,369 @@
+// Package eventloop owns the sockets: gnet reactors (one per core, each with
+// its own SO_REUSEPORT listener) accept clients, dial targets, pair the two on
+// one loop, and move bytes between them with backpressure. It asks sniff and
+// codec what the bytes mean and what to send; it never parses HTTP or frames
+// itself.
+//
+// A session (one client and its target) lives on one loop goroutine from
+// accept to close, so its state needs no locks. Timers (first byte, request
+// head, heartbeat) and read pausing run on the loop too, driven by a shared
+// tick that queues work with EventLoop.Execute.
+package eventloop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/panjf2000/gnet/v2/pkg/logging"
+)
+
+// Config is everything the proxy needs, fixed at start.
+type Config struct {
+	ListenAddr     string      // "host:port" (host may be empty: all addresses, IPv4 and IPv6)
+	ListenUnix     string      // path of a unix socket to listen on instead
+	ListenUnixMode os.FileMode // permissions of that socket
+
+	TargetNetwork string // "tcp" or "unix"
+	TargetAddr    string // "host:port" or a socket path
+	PreferIPv6    bool   // order the target's IPv6 addresses first
+
+	Heartbeat   time.Duration // ping period; 0 = off
+	IdleTimeout time.Duration // exit after this long with no session; 0 = never
+	Timeout     time.Duration // stop accepting after this long, exit when the last session ends; 0 = never
+	RunOnce     bool          // exit after the first upgraded session ends
+
+	Verbose bool
+	Traffic io.Writer // per-frame traffic symbols; nil = off
+	Log     *Logger
+
+	// Loops is the number of event loops; 0 means one per core.
+	Loops int
+}
+
+// Timeouts and sizes. The first-byte wait matches the original websockify.
+const (
+	firstByteTimeout   = 3 * time.Second
+	requestHeadTimeout = 30 * time.Second
+	dialTimeout        = 10 * time.Second
+	drainTimeout       = 10 * time.Second
+
+	tickFast = 2 * time.Millisecond   // while any read is paused or a close waits for a flush
+	tickSlow = 100 * time.Millisecond // timers only
+
+	// Reading of a side stops when its peer has more than pauseAbove bytes
+	// waiting to be written, and resumes at resumeBelow. A session whose
+	// peer piles up more than hardOutboundCap anyway (see pause.go) is closed.
+	pauseAbove      = 1 << 20
+	resumeBelow     = 256 << 10
+	hardOutboundCap = 16 << 20
+
+	readChunk = 64 << 10 // gnet's per-loop read buffer: the most one read adds
+	// maxPending bounds what a client may send before its target is up.
+	maxPending = 1 << 20
+)
+
+// Server is a running proxy.
+type Server struct {
+	cfg     Config
+	budget  *fdBudget
+	started time.Time
+
+	engine   gnet.Engine
+	loopsMu  sync.Mutex
+	loops    map[gnet.EventLoop]*loop
+	sessions atomic.Int64 // open client connections
+	upgraded atomic.Bool  // for --run-once
+	stopping atomic.Bool
+	lastIdle atomic.Int64 // unix nanos when the session count last hit zero
+	fatal    atomic.Pointer[error]
+
+	gnet.BuiltinEventEngine
+}
+
+// ErrEngineDied is returned when gnet stopped on its own (for instance when
+// accept failed with something no budget covers, such as ENFILE).
+var ErrEngineDied = errors.New("event engine stopped unexpectedly")
+
+// Serve listens and proxies until a signal, a timeout or --run-once ends it.
+// stop, when closed, shuts the server down gracefully.
+func Serve(cfg Config, stop <-chan struct{}) error {
+	if cfg.Loops <= 0 {
+		cfg.Loops = runtime.NumCPU()
+	}
+	if cfg.Log == nil {
+		cfg.Log = NewLogger(os.Stderr, cfg.Verbose)
+	}
+	s := &Server{cfg: cfg, loops: make(map[gnet.EventLoop]*loop), started: time.Now()}
+	s.lastIdle.Store(s.started.UnixNano())
+	s.budget = newFDBudget(cfg.Loops)
+
+	proto := "tcp://" + cfg.ListenAddr
+	if cfg.ListenUnix != "" {
+		proto = "unix://" + cfg.ListenUnix
+		removeStaleSocket(cfg.ListenUnix)
+	}
+	go func() {
+		<-stop
+		s.shutdown("signal")
+	}()
+	err := gnet.Run(s, proto,
+		gnet.WithNumEventLoop(cfg.Loops),
+		gnet.WithReusePort(true),
+		gnet.WithReuseAddr(true),
+		gnet.WithEdgeTriggeredIO(false), // pausing relies on level-triggered epoll (pause.go)
+		gnet.WithReadBufferCap(readChunk),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithTCPKeepAlive(60*time.Second),
+		gnet.WithTicker(true),
+		gnet.WithLogLevel(logging.ErrorLevel),
+		gnet.WithLogger(gnetLogger{cfg.Log}),
+	)
+	if err != nil {
+		return err
+	}
+	if p := s.fatal.Load(); p != nil {
+		return *p
+	}
+	if !s.stopping.Load() {
+		return ErrEngineDied
+	}
+	return nil
+}
+
+func removeStaleSocket(path string) {
+	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
+		_ = os.Remove(path)
+	}
+}
+
+// shutdown stops the engine from any goroutine but a loop's.
+func (s *Server) shutdown(why string) {
+	if s.stopping.Swap(true) {
+		return
+	}
+	s.cfg.Log.Debugf("stopping: %s", why)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = s.engine.Stop(ctx)
+	}()
+}
+
+// OnBoot records the engine and applies the unix socket's mode.
+func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
+	s.engine = eng
+	if s.cfg.ListenUnix != "" {
+		if err := os.Chmod(s.cfg.ListenUnix, s.cfg.ListenUnixMode); err != nil {
+			e := fmt.Errorf("chmod %s: %w", s.cfg.ListenUnix, err)
+			s.fatal.Store(&e)
+			s.stopping.Store(true)
+			return gnet.Shutdown
+		}
+	}
+	return gnet.None
+}
+
+// OnTick runs on gnet's ticker goroutine, never on a loop: it only queues
+// each loop's tick onto that loop, and checks the process-wide timers.
+func (s *Server) OnTick() (time.Duration, gnet.Action) {
+	now := time.Now()
+	if s.checkProcessTimers(now) {
+		return tickSlow, gnet.None
+	}
+	fast := false
+	s.loopsMu.Lock()
+	for el, l := range s.loops {
+		if l.wantsFastTick.Load() {
+			fast = true
+		}
+		if !l.tickQueued.Swap(true) {
+			_ = el.Execute(context.Background(), l)
+		}
+	}
+	s.loopsMu.Unlock()
+	if fast {
+		return tickFast, gnet.None
+	}
+	return tickSlow, gnet.None
+}
+
+// checkProcessTimers applies --timeout and --idle-timeout; it reports
+// whether the server is stopping.
+func (s *Server) checkProcessTimers(now time.Time) bool {
+	if s.stopping.Load() {
+		return true
+	}
+	open := s.sessions.Load()
+	if t := s.cfg.Timeout; t > 0 && now.Sub(s.started) >= t && open == 0 {
+		s.shutdown("--timeout reached")
+		return true
+	}
+	if t := s.cfg.IdleTimeout; t > 0 && open == 0 && now.Sub(time.Unix(0, s.lastIdle.Load())) >= t {
+		s.cfg.Log.Infof("idle timeout of %v reached, exiting", t)
+		s.shutdown("--idle-timeout reached")
+		return true
+	}
+	return false
+}
+
+// accepting reports whether new clients are still welcome.
+func (s *Server) accepting() bool {
+	if s.stopping.Load() {
+		return false
+	}
+	if t := s.cfg.Timeout; t > 0 && time.Since(s.started) >= t {
+		return false
+	}
+	if s.cfg.RunOnce && s.upgraded.Load() {
+		return false
+	}
+	return true
+}
+
+// loopOf returns the per-loop state, creating it on the loop's first
+// connection (which is also when its epoll descriptor can be found).
+func (s *Server) loopOf(c gnet.Conn) (*loop, error) {
+	el := c.EventLoop()
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	if l, ok := s.loops[el]; ok {
+		return l, nil
+	}
+	epfd, err := discoverEpoll(c.Fd())
+	if err != nil {
+		return nil, err
+	}
+	l := newLoop(s, el, epfd)
+	s.loops[el] = l
+	return l, nil
+}
+
+// OnOpen handles both a newly accepted client and a target enrolled by a
+// dial (those carry their session as context).
+func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if sess, ok := c.Context().(*session); ok {
+		return nil, sess.targetOpened(c)
+	}
+	if !s.accepting() {
+		return nil, gnet.Close
+	}
+	if !s.budget.admit() {
+		s.cfg.Log.refusal("open-file limit reached: refusing new clients until sessions end")
+		return nil, gnet.Close
+	}
+	l, err := s.loopOf(c)
+	if err != nil {
+		s.budget.add(-1)
+		e := fmt.Errorf("cannot pause reads: %w", err)
+		s.fatal.Store(&e)
+		s.shutdown(e.Error())
+		return nil, gnet.Close
+	}
+	s.sessions.Add(1)
+	sess := newSession(l, c)
+	c.SetContext(sess)
+	return nil, gnet.None
+}
+
+// OnTraffic routes readable bytes to the session's state machine.
+func (s *Server) OnTraffic(c gnet.Conn) gnet.Action {
+	sess, ok := c.Context().(*session)
+	if !ok {
+		_, _ = c.Discard(-1)
+		return gnet.Close
+	}
+	if c == sess.target {
+		return sess.targetReadable()
+	}
+	return sess.clientReadable()
+}
+
+// OnClose releases a side of a session.
+func (s *Server) OnClose(c gnet.Conn, err error) gnet.Action {
+	sess, ok := c.Context().(*session)
+	if !ok {
+		return gnet.None
+	}
+	if c == sess.target {
+		sess.targetClosed(err)
+	} else if c == sess.client {
+		sess.clientClosed(err)
+	}
+	return gnet.None
+}
+
+// OnShutdown notes an engine that died by itself (gnet.Run returns nil then).
+func (s *Server) OnShutdown(gnet.Engine) {
+	if !s.stopping.Load() {
+		s.cfg.Log.Errorf("event engine stopped unexpectedly; see the log above")
+	}
+}
+
+// sessionEnded updates the process-wide counters when a client goes away.
+func (s *Server) sessionEnded(wasUpgraded bool) {
+	if s.sessions.Add(-1) == 0 {
+		s.lastIdle.Store(time.Now().UnixNano())
+	}
+	if s.cfg.RunOnce && wasUpgraded {
+		s.shutdown("--run-once: session ended")
+	}
+}
+
+// dialTarget connects to the configured target, trying every resolved
+// address in order.
+func (s *Server) dialTarget(ctx context.Context) (net.Conn, error) {
+	d := net.Dialer{Timeout: dialTimeout, KeepAlive: 60 * time.Second}
+	if s.cfg.TargetNetwork == "unix" {
+		return d.DialContext(ctx, "unix", s.cfg.TargetAddr)
+	}
+	host, port, err := net.SplitHostPort(s.cfg.TargetAddr)
+	if err != nil {
+		return nil, err
+	}
+	ips, err := net.DefaultResolver.LookupIPAddr(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	if s.cfg.PreferIPv6 {
+		sortIPv6First(ips)
+	}
+	var firstErr error
+	for _, ip := range ips {
+		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip.String(), port))
+		if err == nil {
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.SetNoDelay(true)
+			}
+			return c, nil
+		}
+		if firstErr == nil {
+			firstErr = err
+		}
+	}
+	if firstErr == nil {
+		firstErr = fmt.Errorf("no address for %s", host)
+	}
+	return nil, firstErr
+}
+
+func sortIPv6First(ips []net.IPAddr) {
+	v6 := make([]net.IPAddr, 0, len(ips))
+	v4 := make([]net.IPAddr, 0, len(ips))
+	for _, ip := range ips {
+		if ip.IP.To4() == nil {
+			v6 = append(v6, ip)
+		} else {
+			v4 = append(v4, ip)
+		}
+	}
+	copy(ips, append(v6, v4...))
+}

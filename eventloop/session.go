@@ -1,0 +1,511 @@
+package eventloop
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/gowebsockify/websockify/codec"
+	"github.com/gowebsockify/websockify/sniff"
+	"github.com/panjf2000/gnet/v2"
+)
+
+// state is where a session is in its life.
+type state uint8
+
+const (
+	sniffing  state = iota // waiting for the first bytes
+	reading                // reading the HTTP request head
+	dialing                // 101 sent, target being dialed; client reads paused
+	proxying               // both sides up
+	finishing              // flushing before close; reads ignored
+)
+
+// session is one client and (once dialed) its target. It is owned by the
+// loop goroutine of l; every method runs there.
+type session struct {
+	l      *loop
+	client gnet.Conn
+	target gnet.Conn // nil until the dial completes
+	addr   string    // client address, for log lines
+
+	state    state
+	upgraded bool // a 101 went out (--run-once counts these)
+	waiting  bool // on l.waiting
+
+	// Reading of each side can be paused (pause.go); a side marked for close
+	// is closed as soon as its output is flushed or its deadline passes.
+	clientPaused, targetPaused   bool
+	clientClosing, targetClosing bool
+	clientGone, targetGone       bool
+	closeBy                      int64 // unix nanos; flush deadline of a side marked for close
+
+	dec codec.Decoder
+	enc codec.Encoder
+}
+
+func newSession(l *loop, c gnet.Conn) *session {
+	s := &session{l: l, client: c, addr: hostOf(c.RemoteAddr())}
+	l.firstByte.add(time.Now().UnixNano(), s)
+	return s
+}
+
+// logf logs a line about this client, in the original's format.
+func (s *session) logf(format string, args ...any) { s.l.srv.cfg.Log.Connf(s.addr, format, args...) }
+
+func (s *session) debugf(format string, args ...any) {
+	s.l.srv.cfg.Log.ConnDebugf(s.addr, format, args...)
+}
+
+// ---- client side ----
+
+func (s *session) clientReadable() gnet.Action {
+	c := s.client
+	switch s.state {
+	case sniffing:
+		buf, _ := c.Peek(-1)
+		switch sniff.Classify(buf) {
+		case sniff.NeedMore:
+			return gnet.None
+		case sniff.TLS:
+			s.logf("%s: TLS connection refused: TLS is not supported yet", s.addr)
+			return gnet.Close
+		case sniff.FlashPolicy:
+			s.logf("%s: Sending flash policy response", s.addr)
+			_, _ = c.Discard(-1)
+			s.writeClient([]byte(sniff.PolicyResponse))
+			s.finish()
+			return gnet.None
+		}
+		s.state = reading
+		s.l.requestHead.add(time.Now().UnixNano(), s)
+		return s.readRequest()
+	case reading:
+		return s.readRequest()
+	case dialing:
+		// The client spoke before its target was up: keep the bytes for the
+		// target (they are forwarded in targetOpened) but read no more.
+		if c.InboundBuffered() > maxPending {
+			s.logf("%s: too much data before the target connected", s.addr)
+			return gnet.Close
+		}
+		s.pauseClient()
+		return gnet.None
+	case proxying:
+		s.forwardClient()
+		return gnet.None
+	}
+	_, _ = c.Discard(-1) // finishing: whatever comes now is dropped
+	return gnet.None
+}
+
+func (s *session) readRequest() gnet.Action {
+	c := s.client
+	buf, _ := c.Peek(-1)
+	req, n, err := codec.ParseRequest(buf, codec.MaxHeaderBytes)
+	if err != nil {
+		s.refuse(err)
+		return gnet.None
+	}
+	if n == 0 {
+		return gnet.None
+	}
+	_, _ = c.Discard(n)
+	if !req.IsWebSocket() {
+		s.logf(`"%s %s %s" 405 -`, req.Method, req.Target, req.Proto)
+		s.refuse(&codec.HTTPError{Status: 405, Reason: "Method Not Allowed"})
+		return gnet.None
+	}
+	hs, err := codec.Upgrade(req, false)
+	if err != nil {
+		s.logf(`"%s %s %s" %d -`, req.Method, req.Target, req.Proto, statusOf(err))
+		s.refuse(err)
+		return gnet.None
+	}
+	s.writeClient(hs.Response)
+	s.logf(`"%s %s %s" 101 -`, req.Method, req.Target, req.Proto)
+	s.logf("%s: Plain non-SSL (ws://) WebSocket connection", s.addr)
+	s.logf("%s: Version %s, base64: '%v'", s.addr, hs.Version, hs.Mode == codec.Base64)
+	if req.Target != "" {
+		s.logf("%s: Path: '%s'", s.addr, req.Target)
+	}
+	s.dec = codec.NewDecoder(hs.Version, hs.Mode)
+	s.enc = codec.Encoder{Version: hs.Version, Mode: hs.Mode}
+	s.upgraded = true
+	s.l.srv.upgraded.Store(true)
+	s.state = dialing
+	s.pauseClient()
+	s.startDial()
+	return gnet.None
+}
+
+// refuse answers an HTTP error and closes once it is flushed.
+func (s *session) refuse(err error) {
+	var he *codec.HTTPError
+	if !errors.As(err, &he) {
+		he = &codec.HTTPError{Status: 400, Reason: err.Error()}
+	}
+	s.logf("%s: code %d, message %s", s.addr, he.Status, he.Reason)
+	_, _ = s.client.Discard(-1)
+	s.writeClient(he.Response())
+	s.finish()
+}
+
+func statusOf(err error) int {
+	var he *codec.HTTPError
+	if errors.As(err, &he) {
+		return he.Status
+	}
+	return 400
+}
+
+// forwardClient decodes the client's frames and writes their payload to the
+// target.
+func (s *session) forwardClient() {
+	c := s.client
+	buf, _ := c.Peek(-1)
+	if len(buf) == 0 {
+		return
+	}
+	wasPaused := s.clientPaused
+	n, err := s.dec.Feed(buf, s)
+	_, _ = c.Discard(n)
+	if n > 0 {
+		s.traffic(trafficFromClient)
+	}
+	if err != nil {
+		var ce *codec.CloseError
+		if errors.As(err, &ce) {
+			s.closeWithFrame(ce.Code, ce.Reason, ce.Remote)
+		} else {
+			s.finish()
+		}
+		return
+	}
+	s.applyBackpressure()
+	if wasPaused && s.clientPaused && !s.clientGone {
+		s.setReading(c, false) // a spurious wake: gnet re-enabled reading (pause.go)
+	}
+}
+
+// ToTarget implements codec.Output.
+func (s *session) ToTarget(p []byte) { s.writeTarget(p) }
+
+// ToClient implements codec.Output.
+func (s *session) ToClient(p []byte) { s.writeClient(p) }
+
+// closeWithFrame ends a proxied session from the client side: echo or send
+// the close frame, close the target, close the client once flushed.
+func (s *session) closeWithFrame(code uint16, reason string, remote bool) {
+	if remote {
+		s.logf("%s: Client closed connection (code %d)", s.addr, code)
+	} else {
+		s.logf("%s: Closing connection: %d %s", s.addr, code, reason)
+	}
+	_, _ = s.client.Discard(-1)
+	s.writeClient(s.enc.Close(code, reason))
+	s.finish()
+}
+
+// ---- target side ----
+
+func (s *session) startDial() {
+	s.l.srv.budget.add(fdsPerDial)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+		defer cancel()
+		conn, err := s.l.srv.dialTarget(ctx)
+		if err == nil {
+			var ch <-chan gnet.RegisteredResult
+			ch, err = s.l.el.Enroll(gnet.NewContext(ctx, s), conn)
+			if err != nil {
+				_ = conn.Close()
+			} else {
+				res := <-ch
+				err = res.Err
+			}
+		}
+		if err == nil {
+			s.l.srv.budget.add(-1) // gnet closed the dialed socket and keeps its dup
+			return
+		}
+		s.l.srv.budget.add(-fdsPerDial)
+		_ = s.l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+			s.dialFailed(err)
+			return nil
+		}))
+	}()
+}
+
+func (s *session) dialFailed(err error) {
+	if s.clientGone || s.state != dialing {
+		return
+	}
+	s.logf("%s: Failed to connect to %s: %v", s.addr, s.l.srv.cfg.TargetAddr, err)
+	s.state = proxying // so closeWithFrame's bookkeeping applies
+	s.closeWithFrame(1011, "Failed to connect to downstream server", false)
+}
+
+// targetOpened runs when the dialed target joins the client's loop.
+func (s *session) targetOpened(c gnet.Conn) gnet.Action {
+	s.target = c
+	if s.clientGone || s.state != dialing {
+		return gnet.Close // OnClose releases the fd
+	}
+	s.state = proxying
+	s.logf("%s: connecting to: %s", s.addr, s.l.srv.cfg.TargetAddr)
+	if s.l.srv.cfg.Heartbeat > 0 && s.enc.Version == codec.HyBi {
+		s.l.heartbeat.add(time.Now().UnixNano(), s)
+	}
+	s.resumeClient()
+	if s.client.InboundBuffered() > 0 {
+		s.forwardClient()
+	}
+	return gnet.None
+}
+
+// targetReadable frames what the target sent and writes it to the client.
+func (s *session) targetReadable() gnet.Action {
+	c := s.target
+	if s.state != proxying || s.clientClosing {
+		_, _ = c.Discard(-1)
+		return gnet.None
+	}
+	wasPaused := s.targetPaused
+	buf, _ := c.Next(-1)
+	s.traffic(trafficFromTarget)
+	head, body := s.enc.Encode(buf, s.l.scratchFor(s.enc.MaxFrameLen(len(buf))))
+	if body == nil {
+		s.writeClient(head)
+	} else {
+		s.writevClient(head, body)
+	}
+	s.traffic(trafficToClient)
+	s.applyBackpressure()
+	if wasPaused && s.targetPaused && !s.targetGone {
+		s.setReading(c, false) // a spurious wake: gnet re-enabled reading (pause.go)
+	}
+	return gnet.None
+}
+
+func (s *session) targetClosed(err error) {
+	s.targetGone = true
+	s.l.srv.budget.add(-1)
+	if s.clientGone || s.state != proxying {
+		return
+	}
+	if err != nil {
+		s.logf("%s: Target connection error: %v", s.addr, err)
+	}
+	s.logf("%s: Target closed connection", s.addr)
+	s.closeWithFrame(1000, "Target closed", false)
+}
+
+func (s *session) clientClosed(err error) {
+	s.clientGone = true
+	s.l.srv.budget.add(-1)
+	if s.state == proxying && !s.clientClosing {
+		s.logf("%s: Client disconnected", s.addr)
+	}
+	s.state = finishing
+	if s.target != nil && !s.targetGone {
+		s.closeTargetWhenFlushed()
+	}
+	s.l.srv.sessionEnded(s.upgraded)
+}
+
+// ---- closing ----
+
+// finish closes the client once its output is flushed, and the target too.
+func (s *session) finish() {
+	s.state = finishing
+	if !s.clientGone {
+		s.clientClosing = true
+		s.pauseClient()
+	}
+	if s.target != nil && !s.targetGone {
+		s.closeTargetWhenFlushed()
+	}
+	s.closeBy = time.Now().Add(drainTimeout).UnixNano()
+	s.poll(time.Now().UnixNano())
+	if !s.clientGone || (s.target != nil && !s.targetGone) {
+		s.l.wait(s)
+	}
+}
+
+func (s *session) closeTargetWhenFlushed() {
+	if s.targetClosing {
+		return
+	}
+	s.targetClosing = true
+	s.pauseTarget()
+	if s.closeBy == 0 {
+		s.closeBy = time.Now().Add(drainTimeout).UnixNano()
+	}
+	s.l.wait(s)
+}
+
+// poll runs on the fast tick for a waiting session: close what is flushed,
+// resume what has drained. It reports whether the session still waits.
+func (s *session) poll(now int64) bool {
+	more := false
+	if s.clientClosing && !s.clientGone {
+		if s.client.OutboundBuffered() == 0 || now >= s.closeBy {
+			_ = s.client.Close()
+		} else {
+			more = true
+		}
+	}
+	if s.targetClosing && !s.targetGone && s.target != nil {
+		if s.target.OutboundBuffered() == 0 || now >= s.closeBy {
+			_ = s.target.Close()
+		} else {
+			more = true
+		}
+	}
+	if s.state == proxying {
+		s.applyBackpressure()
+		more = more || s.clientPaused || s.targetPaused
+	}
+	return more
+}
+
+// ---- timers ----
+
+func (s *session) firstByteExpired() {
+	if s.state == sniffing && !s.clientGone {
+		s.debugf("%s: no data within %v, closing", s.addr, firstByteTimeout)
+		_ = s.client.Close()
+	}
+}
+
+func (s *session) requestHeadExpired() {
+	if s.state == reading && !s.clientGone {
+		s.logf("%s: request head not complete within %v, closing", s.addr, requestHeadTimeout)
+		_ = s.client.Close()
+	}
+}
+
+func (s *session) heartbeatDue() {
+	if s.state != proxying || s.clientClosing || s.clientGone {
+		return
+	}
+	s.debugf("%s: Sending ping", s.addr)
+	s.writeClient(s.enc.Ping(nil))
+	s.l.heartbeat.add(time.Now().UnixNano(), s)
+}
+
+// ---- writes and backpressure ----
+
+// writeClient writes to the client and keeps a paused client paused: gnet
+// turns reading back on when a write has to buffer (pause.go).
+func (s *session) writeClient(p []byte) {
+	if s.clientGone {
+		return
+	}
+	before := s.client.OutboundBuffered()
+	_, _ = s.client.Write(p)
+	if (s.clientPaused || s.clientClosing) && before == 0 && s.client.OutboundBuffered() > 0 {
+		s.setReading(s.client, false)
+	}
+}
+
+func (s *session) writevClient(head, body []byte) {
+	if s.clientGone {
+		return
+	}
+	before := s.client.OutboundBuffered()
+	iov := &s.l.iov
+	iov[0], iov[1] = head, body
+	_, _ = s.client.Writev(iov[:])
+	iov[0], iov[1] = nil, nil
+	if (s.clientPaused || s.clientClosing) && before == 0 && s.client.OutboundBuffered() > 0 {
+		s.setReading(s.client, false)
+	}
+}
+
+func (s *session) writeTarget(p []byte) {
+	if s.target == nil || s.targetGone {
+		return
+	}
+	before := s.target.OutboundBuffered()
+	_, _ = s.target.Write(p)
+	s.traffic(trafficToTarget)
+	if (s.targetPaused || s.targetClosing) && before == 0 && s.target.OutboundBuffered() > 0 {
+		s.setReading(s.target, false)
+	}
+}
+
+// applyBackpressure pauses reading a side whose peer is backed up, and
+// resumes it once the peer has drained below resumeBelow.
+func (s *session) applyBackpressure() {
+	if s.state != proxying || s.target == nil || s.targetGone || s.clientGone {
+		return
+	}
+	toClient, toTarget := s.client.OutboundBuffered(), s.target.OutboundBuffered()
+	if toClient > hardOutboundCap || toTarget > hardOutboundCap {
+		s.logf("%s: peer backlog over %d bytes, closing", s.addr, hardOutboundCap)
+		s.closeWithFrame(1011, "Backlog too large", false)
+		return
+	}
+	if toClient > pauseAbove && !s.targetPaused {
+		s.pauseTarget()
+	} else if toClient <= resumeBelow && s.targetPaused {
+		s.targetPaused = false
+		s.setReading(s.target, true)
+	}
+	if toTarget > pauseAbove && !s.clientPaused {
+		s.pauseClient()
+	} else if toTarget <= resumeBelow && s.clientPaused {
+		s.resumeClient()
+	}
+}
+
+func (s *session) pauseClient() {
+	if s.clientGone {
+		return
+	}
+	s.clientPaused = true
+	s.setReading(s.client, false)
+	if s.state == proxying {
+		s.l.wait(s)
+	}
+}
+
+func (s *session) resumeClient() {
+	if s.clientGone || s.clientClosing {
+		return
+	}
+	s.clientPaused = false
+	s.setReading(s.client, true)
+}
+
+func (s *session) pauseTarget() {
+	if s.target == nil || s.targetGone {
+		return
+	}
+	s.targetPaused = true
+	s.setReading(s.target, false)
+	s.l.wait(s)
+}
+
+func (s *session) setReading(c gnet.Conn, on bool) {
+	if err := setReading(s.l.epfd, c, on); err != nil {
+		s.debugf("%s: epoll_ctl: %v", s.addr, err)
+	}
+}
+
+// ---- traffic symbols (--traffic) ----
+
+var (
+	trafficFromClient = []byte("}")
+	trafficToTarget   = []byte(">")
+	trafficFromTarget = []byte("{")
+	trafficToClient   = []byte("<")
+)
+
+func (s *session) traffic(sym []byte) {
+	if tw := s.l.srv.cfg.Traffic; tw != nil {
+		_, _ = tw.Write(sym)
+	}
+}

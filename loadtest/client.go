@@ -1,0 +1,310 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// client opens sessions to the proxy under test: WebSocket (RFC 6455, masked
+// client frames, subprotocol "binary") or, against the plain relay, raw TCP.
+type client struct {
+	raw     bool     // raw TCP instead of WebSocket
+	addr    string   // host:port of the proxy
+	url     *url.URL // ws:// URL for the handshake
+	timeout time.Duration
+	bufSize int // read buffer per session
+}
+
+func newClient(proxyURL string, raw bool, timeout time.Duration, bufSize int) (*client, error) {
+	u, err := url.Parse(proxyURL)
+	if err != nil {
+		return nil, err
+	}
+	switch u.Scheme {
+	case "ws":
+	case "tcp":
+		raw = true
+	default:
+		return nil, fmt.Errorf("proxy URL %q: want ws:// (or tcp:// for a raw relay)", proxyURL)
+	}
+	if u.Port() == "" {
+		return nil, fmt.Errorf("proxy URL %q has no port", proxyURL)
+	}
+	if err := checkLoopback(u.Host); err != nil {
+		return nil, err
+	}
+	if u.Path == "" {
+		u.Path = "/"
+	}
+	return &client{raw: raw, addr: u.Host, url: u, timeout: timeout, bufSize: bufSize}, nil
+}
+
+// session is one open connection through the proxy. It is not safe for
+// concurrent use, and deliberately small: the hold mode keeps ~10,000 of them
+// with no goroutine each.
+type session struct {
+	conn net.Conn
+	br   *bufio.Reader // WebSocket only: frames are parsed out of it
+	raw  bool
+	mask [4]byte // this session's masking key, reused for every frame it sends
+	left int64   // payload bytes still to read from the current server frame
+}
+
+// open dials and, for WebSocket, completes the opening handshake. The
+// session's deadline is set to now+timeout; callers move it as they go.
+func (c *client) open(ctx context.Context) (*session, error) {
+	d := net.Dialer{Timeout: c.timeout}
+	conn, err := d.DialContext(ctx, "tcp", c.addr)
+	if err != nil {
+		return nil, &phaseError{"dial", err}
+	}
+	_ = conn.SetDeadline(time.Now().Add(c.timeout))
+	s := &session{conn: conn, raw: c.raw}
+	if c.raw {
+		return s, nil
+	}
+	wd := ws.Dialer{Protocols: []string{"binary"}}
+	br, _, err := wd.Upgrade(conn, c.url)
+	if err != nil {
+		conn.Close()
+		return nil, &phaseError{"handshake", err}
+	}
+	if br == nil {
+		// The usual case: the server sent nothing past its response yet.
+		br = bufio.NewReaderSize(conn, c.bufSize)
+	}
+	s.br = br
+	if _, err := rand.Read(s.mask[:]); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// phaseError says at which step a session failed, for the error tallies.
+type phaseError struct {
+	phase string
+	err   error
+}
+
+func (e *phaseError) Error() string { return e.phase + ": " + e.err.Error() }
+func (e *phaseError) Unwrap() error { return e.err }
+
+// frame returns the wire bytes that deliver payload: for WebSocket a masked
+// binary frame built once (the masking is done here, not per send, which
+// keeps the client's per-byte cost at zero), for raw TCP the payload itself.
+// Write the result with send as often as needed.
+func (s *session) frame(payload []byte) []byte {
+	if s.raw {
+		return payload
+	}
+	return maskedFrame(ws.OpBinary, payload, s.mask)
+}
+
+func maskedFrame(op ws.OpCode, payload []byte, mask [4]byte) []byte {
+	n := len(payload)
+	out := make([]byte, 0, 14+n)
+	out = append(out, 0x80|byte(op))
+	switch {
+	case n < 126:
+		out = append(out, 0x80|byte(n))
+	case n <= 0xffff:
+		out = append(out, 0x80|126)
+		out = binary.BigEndian.AppendUint16(out, uint16(n))
+	default:
+		out = append(out, 0x80|127)
+		out = binary.BigEndian.AppendUint64(out, uint64(n))
+	}
+	out = append(out, mask[:]...)
+	body := len(out)
+	out = append(out, payload...)
+	ws.Cipher(out[body:], mask, 0)
+	return out
+}
+
+// send writes prebuilt wire bytes from frame.
+func (s *session) send(wire []byte) error {
+	_, err := s.conn.Write(wire)
+	return err
+}
+
+// nextData advances to a frame with payload left, answering pings and
+// skipping pongs. A close frame, or the connection closing, is io.EOF.
+func (s *session) nextData() error {
+	for s.left == 0 {
+		h, err := ws.ReadHeader(s.br)
+		if err != nil {
+			return err
+		}
+		switch h.OpCode {
+		case ws.OpClose:
+			return io.EOF
+		case ws.OpPing, ws.OpPong:
+			body := make([]byte, h.Length)
+			if _, err := io.ReadFull(s.br, body); err != nil {
+				return err
+			}
+			if h.Masked {
+				ws.Cipher(body, h.Mask, 0)
+			}
+			if h.OpCode == ws.OpPing {
+				if err := s.send(maskedFrame(ws.OpPong, body, s.mask)); err != nil {
+					return err
+				}
+			}
+		default:
+			if h.Masked {
+				return errors.New("server sent a masked frame")
+			}
+			s.left = h.Length
+		}
+	}
+	return nil
+}
+
+// readFull reads exactly len(p) payload bytes, across frame boundaries: a
+// proxy may split or merge what the target wrote.
+func (s *session) readFull(p []byte) error {
+	if s.raw {
+		_, err := io.ReadFull(s.conn, p)
+		return err
+	}
+	for len(p) > 0 {
+		if err := s.nextData(); err != nil {
+			return err
+		}
+		n := len(p)
+		if int64(n) > s.left {
+			n = int(s.left)
+		}
+		n, err := io.ReadFull(s.br, p[:n])
+		s.left -= int64(n)
+		p = p[n:]
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// discard reads and drops n payload bytes; rawBuf is scratch for raw TCP.
+func (s *session) discard(n int64, rawBuf []byte) error {
+	for n > 0 {
+		if s.raw {
+			chunk := rawBuf
+			if int64(len(chunk)) > n {
+				chunk = chunk[:n]
+			}
+			r, err := s.conn.Read(chunk)
+			n -= int64(r)
+			if err != nil {
+				if err == io.EOF && n > 0 {
+					return io.ErrUnexpectedEOF
+				}
+				return err
+			}
+			continue
+		}
+		if err := s.nextData(); err != nil {
+			if err == io.EOF {
+				return io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		chunk := min(s.left, n, 1<<30)
+		d, err := s.br.Discard(int(chunk))
+		s.left -= int64(d)
+		n -= int64(d)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// closeFrame is a masked close frame with status 1000 (normal closure).
+var closeFrame = maskedFrame(ws.OpClose, []byte{0x03, 0xe8}, [4]byte{0x5a, 0x17, 0xc3, 0x08})
+
+// close says goodbye (a close frame for WebSocket) and closes the socket
+// without waiting for the answer: the proxy's side of the close handshake is
+// its own business, and waiting would measure our patience, not its speed.
+func (s *session) close() {
+	if !s.raw {
+		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
+		_, _ = s.conn.Write(closeFrame)
+	}
+	s.conn.Close()
+}
+
+// roundTrip sends wire and reads back len(want) bytes, checking they match.
+func (s *session) roundTrip(wire, want, got []byte) error {
+	if err := s.send(wire); err != nil {
+		return &phaseError{"send", err}
+	}
+	if err := s.readFull(got[:len(want)]); err != nil {
+		return &phaseError{"recv", err}
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			return &phaseError{"recv", errors.New("echo differs from what was sent")}
+		}
+	}
+	return nil
+}
+
+// errorTally counts failures by phase, with one example message each.
+type errorTally struct {
+	Count   map[string]int    `json:"count"`
+	Example map[string]string `json:"example"`
+}
+
+func (t *errorTally) add(err error) {
+	if t.Count == nil {
+		t.Count = map[string]int{}
+		t.Example = map[string]string{}
+	}
+	phase := "other"
+	var pe *phaseError
+	if errors.As(err, &pe) {
+		phase = pe.phase
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		phase += "-timeout"
+	}
+	t.Count[phase]++
+	if _, ok := t.Example[phase]; !ok {
+		t.Example[phase] = err.Error()
+	}
+}
+
+func (t *errorTally) merge(o errorTally) {
+	for k, v := range o.Count {
+		if t.Count == nil {
+			t.Count = map[string]int{}
+			t.Example = map[string]string{}
+		}
+		t.Count[k] += v
+		if _, ok := t.Example[k]; !ok {
+			t.Example[k] = o.Example[k]
+		}
+	}
+}
+
+func (t *errorTally) total() int {
+	n := 0
+	for _, v := range t.Count {
+		n += v
+	}
+	return n
+}

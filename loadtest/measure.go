@@ -1,0 +1,292 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// relayTemplate runs this binary's relay mode from the same kind of template
+// as any proxy, so the relay is measured exactly like the others.
+const relayTemplate = "{self} relay {listen} {target}"
+
+// settings are the flags every measurement mode shares, plus the mode's own.
+type settings struct {
+	mode      string
+	proxyURL  string
+	proxyCmd  string
+	relay     bool
+	raw       bool
+	proxyPID  int
+	target    string
+	label     string
+	jsonOut   bool
+	proxyLog  string
+	hardLimit time.Duration
+	repeat    int
+	opTimeout time.Duration
+
+	// throughput
+	dir       string
+	nbytes    int64
+	frameSize int
+
+	// echo, setup, hold
+	conns        int
+	duration     time.Duration
+	think        time.Duration
+	msgSize      int
+	rampTimeout  time.Duration
+	dialParallel int
+	maxFail      int
+	concurrency  int
+	settle       time.Duration
+	minAvailMiB  int64
+	aliveSample  int
+}
+
+// env is what a mode runs against.
+type env struct {
+	cfg      *settings
+	client   *client
+	proxy    *proxyProc // nil when the proxy was started by hand
+	proxyPID int        // 0 when unknown: no CPU or memory figures then
+	result   *Result
+}
+
+func runMeasurement(mode string, args []string) error {
+	cfg := &settings{mode: mode}
+	fs := flag.NewFlagSet(mode, flag.ContinueOnError)
+	fs.StringVar(&cfg.proxyURL, "proxy", "", "URL of a proxy already running (ws://127.0.0.1:P/, or tcp://127.0.0.1:P for a raw relay); its target must be -target")
+	fs.StringVar(&cfg.proxyCmd, "proxy-cmd", "", "command template to start the proxy: {listen} {port} {target} {target_host} {target_port} {self}")
+	fs.BoolVar(&cfg.relay, "relay", false, "measure the built-in plain TCP relay with a raw TCP client (the protocol-free reference)")
+	fs.BoolVar(&cfg.raw, "raw", false, "speak raw TCP instead of WebSocket (implied by -relay and tcp:// URLs)")
+	fs.IntVar(&cfg.proxyPID, "proxy-pid", 0, "PID of a proxy given with -proxy, for CPU and memory figures")
+	fs.StringVar(&cfg.target, "target", "127.0.0.1:0", "address the target listens on (fix the port when the proxy was started by hand)")
+	fs.StringVar(&cfg.label, "label", "", "name of the proxy in the results (default: derived from the command)")
+	fs.BoolVar(&cfg.jsonOut, "json", false, "print the result as one JSON object on stdout (the summary goes to stderr)")
+	fs.StringVar(&cfg.proxyLog, "proxy-log", "", "file for the started proxy's stdout and stderr (default: discarded)")
+	fs.DurationVar(&cfg.hardLimit, "timeout", 0, "hard limit for the whole run (default: derived from the other flags)")
+	fs.DurationVar(&cfg.opTimeout, "op-timeout", 10*time.Second, "limit for one step of a session (dial, handshake, round trip)")
+	switch mode {
+	case "throughput":
+		fs.StringVar(&cfg.dir, "dir", "down", "down: the target sends, the client reads; up: the client sends, the target counts")
+		fs.Int64Var(&cfg.nbytes, "bytes", 1<<30, "bytes to move per run")
+		fs.IntVar(&cfg.frameSize, "frame", 64<<10, "payload bytes per client frame (up)")
+		fs.IntVar(&cfg.repeat, "repeat", 3, "runs, each on a new connection")
+	case "echo":
+		fs.IntVar(&cfg.conns, "conns", 1000, "concurrent connections")
+		fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of one measurement window")
+		fs.IntVar(&cfg.repeat, "repeat", 3, "measurement windows, back to back on the same connections")
+		fs.DurationVar(&cfg.think, "think", 100*time.Millisecond, "mean pause between a connection's round trips (uniform in [0.5, 1.5] of it)")
+		fs.IntVar(&cfg.msgSize, "size", 64, "message bytes per round trip")
+		fs.DurationVar(&cfg.rampTimeout, "ramp-timeout", 60*time.Second, "limit for opening the connections")
+		fs.IntVar(&cfg.dialParallel, "dial-parallel", 64, "connections being opened at once during the ramp")
+		fs.IntVar(&cfg.maxFail, "max-fail", 100, "stop the ramp after this many failed opens")
+	case "setup":
+		fs.IntVar(&cfg.concurrency, "concurrency", 50, "sessions being set up at once")
+		fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of one measurement window")
+		fs.IntVar(&cfg.repeat, "repeat", 3, "measurement windows, back to back")
+	case "hold":
+		fs.IntVar(&cfg.conns, "conns", 9900, "idle sessions to hold")
+		fs.DurationVar(&cfg.rampTimeout, "ramp-timeout", 120*time.Second, "limit for opening the sessions")
+		fs.IntVar(&cfg.dialParallel, "dial-parallel", 64, "sessions being opened at once")
+		fs.IntVar(&cfg.maxFail, "max-fail", 100, "stop opening after this many failures")
+		fs.DurationVar(&cfg.settle, "settle", 2*time.Second, "wait between the last open and the memory reading")
+		fs.Int64Var(&cfg.minAvailMiB, "min-avail-mib", 3072, "stop opening when the machine's MemAvailable falls below this")
+		fs.IntVar(&cfg.aliveSample, "alive-sample", 100, "held sessions re-checked with a round trip after the memory reading")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if err := cfg.check(); err != nil {
+		return err
+	}
+
+	res := &Result{Mode: mode, Label: cfg.label, Time: time.Now().UTC().Format(time.RFC3339)}
+	summaryOut := os.Stdout
+	if cfg.jsonOut {
+		summaryOut = os.Stderr
+	}
+	// The last-resort deadline still leaves a JSON line, so a results file
+	// always says what happened to every run.
+	armWatchdog(cfg.hardLimitOrDefault(), func() {
+		partial := &Result{Mode: res.Mode, Label: res.Label, Proxy: res.Proxy, Transport: res.Transport,
+			Time: res.Time, Dir: cfg.dir, Error: "hard deadline reached; the run was killed"}
+		if cfg.jsonOut {
+			writeJSON(os.Stdout, partial)
+		}
+	})
+
+	e, err := setUp(cfg, res)
+	if err == nil {
+		switch mode {
+		case "throughput":
+			err = runThroughput(e)
+		case "echo":
+			err = runEcho(e)
+		case "setup":
+			err = runSetup(e)
+		case "hold":
+			err = runHold(e)
+		}
+		if err == nil && e.proxy != nil {
+			// A proxy that crashed under load fails the run even if the
+			// numbers looked fine until then.
+			err = e.proxy.alive()
+		}
+	}
+	runCleanups()
+	if err != nil {
+		res.Error = err.Error()
+	}
+	fmt.Fprintln(summaryOut, summarize(res))
+	if cfg.jsonOut {
+		writeJSON(os.Stdout, res)
+	}
+	if err != nil {
+		os.Exit(1)
+	}
+	return nil
+}
+
+func (c *settings) check() error {
+	n := 0
+	for _, set := range []bool{c.proxyURL != "", c.proxyCmd != "", c.relay} {
+		if set {
+			n++
+		}
+	}
+	if n != 1 {
+		return errors.New("give exactly one of -proxy, -proxy-cmd and -relay")
+	}
+	if c.relay {
+		c.proxyCmd = relayTemplate
+		c.raw = true
+		if c.label == "" {
+			c.label = "relay"
+		}
+	}
+	if c.label == "" {
+		if c.proxyCmd != "" {
+			c.label = filepath.Base(strings.Fields(c.proxyCmd)[0])
+		} else {
+			c.label = "proxy"
+		}
+	}
+	if c.mode == "throughput" && c.dir != "down" && c.dir != "up" {
+		return fmt.Errorf("-dir %q: want down or up", c.dir)
+	}
+	if c.repeat < 1 {
+		c.repeat = 1
+	}
+	if c.frameSize < 1 && c.mode == "throughput" {
+		return errors.New("-frame must be positive")
+	}
+	return nil
+}
+
+// hardLimitOrDefault bounds the run: the given -timeout, or what the phases
+// may take by their own limits plus a margin for starting and stopping.
+func (c *settings) hardLimitOrDefault() time.Duration {
+	if c.hardLimit > 0 {
+		return c.hardLimit
+	}
+	margin := time.Minute
+	switch c.mode {
+	case "throughput":
+		return time.Duration(c.repeat)*5*time.Minute + margin
+	case "echo":
+		return c.rampTimeout + time.Duration(c.repeat)*c.duration + c.opTimeout + margin
+	case "setup":
+		return time.Duration(c.repeat)*c.duration + c.opTimeout + margin
+	default:
+		return c.rampTimeout + c.settle + 2*c.opTimeout + 3*margin
+	}
+}
+
+// setUp starts the target and, unless one was given, the proxy.
+func setUp(cfg *settings, res *Result) (*env, error) {
+	kind := targetEcho
+	if cfg.mode == "throughput" {
+		kind = targetSource
+		if cfg.dir == "up" {
+			kind = targetSink
+		}
+	}
+	if err := checkLoopback(cfg.target); err != nil {
+		return nil, err
+	}
+	tgt, err := startTarget(kind, cfg.target, cfg.nbytes)
+	if err != nil {
+		return nil, fmt.Errorf("target: %w", err)
+	}
+	e := &env{cfg: cfg, result: res, proxyPID: cfg.proxyPID}
+	proxyURL := cfg.proxyURL
+	res.Proxy = proxyURL
+	if cfg.proxyCmd != "" {
+		res.Proxy = cfg.proxyCmd
+		p, err := startProxy(cfg.proxyCmd, tgt.addr, cfg.proxyLog)
+		if err != nil {
+			return nil, err
+		}
+		e.proxy, e.proxyPID = p, p.pid()
+		scheme := "ws"
+		if cfg.raw {
+			scheme = "tcp"
+		}
+		proxyURL = scheme + "://" + p.listen + "/"
+	}
+	bufSize := 4096
+	if cfg.mode == "throughput" {
+		bufSize = 256 << 10
+	}
+	e.client, err = newClient(proxyURL, cfg.raw, cfg.opTimeout, bufSize)
+	if err != nil {
+		return nil, err
+	}
+	res.Transport = "websocket"
+	if e.client.raw {
+		res.Transport = "tcp"
+	}
+	return e, nil
+}
+
+// cpuMeter measures the proxy tree's CPU use over an interval.
+type cpuMeter struct {
+	pid   int
+	ticks int64
+	t     time.Time
+}
+
+func startCPU(pid int) cpuMeter {
+	if pid == 0 {
+		return cpuMeter{}
+	}
+	return cpuMeter{pid: pid, ticks: treeCPUTicks(pid), t: time.Now()}
+}
+
+// percent of one core used since start; -1 when unknown.
+func (m cpuMeter) percent() float64 {
+	if m.pid == 0 {
+		return -1
+	}
+	d := treeCPUTicks(m.pid) - m.ticks
+	el := time.Since(m.t).Seconds()
+	if el <= 0 {
+		return -1
+	}
+	return 100 * float64(d) / clockTicks / el
+}
+
+// background is the context for dials: the hard watchdog is what bounds the
+// run; individual steps carry their own deadlines.
+var background = context.Background()

@@ -1,0 +1,206 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"math"
+	"slices"
+	"time"
+)
+
+// Result is one measurement run, written as one JSON object. It carries the
+// fields of every mode (unused ones are omitted) so the report step can read
+// a results file without knowing in advance what is in it.
+type Result struct {
+	Mode      string   `json:"mode"`
+	Label     string   `json:"label"`     // which proxy: "ours", "python", "relay", ...
+	Proxy     string   `json:"proxy"`     // the command template or URL used
+	Transport string   `json:"transport"` // "websocket" or "tcp"
+	Time      string   `json:"time"`
+	Error     string   `json:"error,omitempty"` // the run failed; what it measured so far is kept
+	Notes     []string `json:"notes,omitempty"`
+
+	// throughput
+	Dir        string  `json:"dir,omitempty"`
+	Bytes      int64   `json:"bytes,omitempty"`
+	FrameBytes int     `json:"frame_bytes,omitempty"`
+	MBps       *Spread `json:"mbps,omitempty"` // 10^6 bytes per second, at the client
+
+	// Proxy CPU while measuring, in % of one core (throughput, echo, setup).
+	ProxyCPU *Spread `json:"proxy_cpu_pct,omitempty"`
+
+	// echo and hold
+	ConnsWanted int     `json:"conns_wanted,omitempty"`
+	ConnsOpen   int     `json:"conns_open,omitempty"`
+	RampSeconds float64 `json:"ramp_s,omitempty"`
+	StopReason  string  `json:"stop_reason,omitempty"` // why opening stopped short of ConnsWanted
+
+	// echo
+	WindowSeconds float64 `json:"window_s,omitempty"`
+	ThinkMs       float64 `json:"think_ms,omitempty"`
+	MsgBytes      int     `json:"msg_bytes,omitempty"`
+	RoundTrips    int64   `json:"round_trips,omitempty"`
+	RTPerSec      *Spread `json:"round_trips_per_s,omitempty"`
+	RTTP50us      *Spread `json:"rtt_p50_us,omitempty"`
+	RTTP99us      *Spread `json:"rtt_p99_us,omitempty"`
+	RTTMaxUs      float64 `json:"rtt_max_us,omitempty"`
+	ConnsLost     int     `json:"conns_lost,omitempty"`
+
+	// setup
+	Concurrency    int     `json:"concurrency,omitempty"`
+	Sessions       int64   `json:"sessions,omitempty"`
+	SessionsPerSec *Spread `json:"sessions_per_s,omitempty"`
+	SetupP50us     *Spread `json:"setup_p50_us,omitempty"`
+	SetupP99us     *Spread `json:"setup_p99_us,omitempty"`
+
+	// hold
+	MemBefore     *memSnapshot  `json:"mem_before,omitempty"`
+	MemAfter      *memSnapshot  `json:"mem_after,omitempty"`
+	SockBefore    *sockSnapshot `json:"sock_before,omitempty"`
+	SockAfter     *sockSnapshot `json:"sock_after,omitempty"`
+	PerSession    *perSession   `json:"per_session,omitempty"`
+	AliveChecked  int           `json:"alive_checked,omitempty"`
+	AliveOK       int           `json:"alive_ok,omitempty"`
+	SettleSeconds float64       `json:"settle_s,omitempty"`
+
+	Errors errorTally `json:"errors"`
+}
+
+// perSession is (after - before) / sessions held, in bytes.
+type perSession struct {
+	PrivateDirty float64 `json:"private_dirty"`
+	PSS          float64 `json:"pss"`
+	RSS          float64 `json:"rss"`
+	Anonymous    float64 `json:"anonymous"`
+	Procs        float64 `json:"procs"`
+	TCPMemBytes  float64 `json:"tcp_mem_bytes"` // system-wide, all three legs' sockets
+}
+
+// Spread summarises repeated measurements of one quantity.
+type Spread struct {
+	Median  float64   `json:"median"`
+	Min     float64   `json:"min"`
+	Max     float64   `json:"max"`
+	Samples []float64 `json:"samples"`
+}
+
+func newSpread(samples []float64) *Spread {
+	if len(samples) == 0 {
+		return nil
+	}
+	s := slices.Clone(samples)
+	slices.Sort(s)
+	med := s[len(s)/2]
+	if len(s)%2 == 0 {
+		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return &Spread{Median: med, Min: s[0], Max: s[len(s)-1], Samples: samples}
+}
+
+// String is "median [min–max]" with the given number format.
+func (s *Spread) format(f func(float64) string) string {
+	if s == nil {
+		return "-"
+	}
+	if len(s.Samples) == 1 {
+		return f(s.Median)
+	}
+	return fmt.Sprintf("%s [%s–%s]", f(s.Median), f(s.Min), f(s.Max))
+}
+
+// percentile of sorted durations, nearest rank.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p*float64(len(sorted)))) - 1
+	i = max(0, min(i, len(sorted)-1))
+	return sorted[i]
+}
+
+func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
+
+func writeJSON(w io.Writer, r *Result) {
+	b, _ := json.Marshal(r)
+	fmt.Fprintf(w, "%s\n", b)
+}
+
+// fmtDurUs prints microseconds at a readable scale.
+func fmtDurUs(us float64) string {
+	switch {
+	case us >= 1e6:
+		return fmt.Sprintf("%.2f s", us/1e6)
+	case us >= 1e3:
+		return fmt.Sprintf("%.2f ms", us/1e3)
+	default:
+		return fmt.Sprintf("%.0f µs", us)
+	}
+}
+
+// fmtBytes prints a byte count with binary units.
+func fmtBytes(b float64) string {
+	a := math.Abs(b)
+	switch {
+	case a >= 1<<30:
+		return fmt.Sprintf("%.2f GiB", b/(1<<30))
+	case a >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", b/(1<<20))
+	case a >= 10<<10:
+		return fmt.Sprintf("%.1f KiB", b/(1<<10))
+	default:
+		return fmt.Sprintf("%.0f B", b)
+	}
+}
+
+func fmtFloat(prec int) func(float64) string {
+	return func(v float64) string { return fmt.Sprintf("%.*f", prec, v) }
+}
+
+// summarize is the one human-readable line (or few) for a result.
+func summarize(r *Result) string {
+	var s string
+	switch r.Mode {
+	case "throughput":
+		s = fmt.Sprintf("throughput %s %s: %s bytes/run, %s MB/s", r.Dir, r.Label, fmtBytes(float64(r.Bytes)), r.MBps.format(fmtFloat(1)))
+		if r.MBps != nil {
+			s += fmt.Sprintf(" (median [min–max] of %d)", len(r.MBps.Samples))
+		}
+	case "echo":
+		s = fmt.Sprintf("echo %s: %d/%d conns, %d round trips of %d B in %d×%.0fs, %s/s, p50 %s, p99 %s, max %s",
+			r.Label, r.ConnsOpen, r.ConnsWanted, r.RoundTrips, r.MsgBytes, windowsOf(r.RTPerSec), r.WindowSeconds,
+			r.RTPerSec.format(fmtFloat(0)), r.RTTP50us.format(fmtDurUs), r.RTTP99us.format(fmtDurUs), fmtDurUs(r.RTTMaxUs))
+		if r.ConnsLost > 0 {
+			s += fmt.Sprintf(", %d conns lost", r.ConnsLost)
+		}
+	case "setup":
+		s = fmt.Sprintf("setup %s: %s sessions/s with %d at once, p50 %s, p99 %s, %d sessions",
+			r.Label, r.SessionsPerSec.format(fmtFloat(0)), r.Concurrency, r.SetupP50us.format(fmtDurUs), r.SetupP99us.format(fmtDurUs), r.Sessions)
+	case "hold":
+		s = fmt.Sprintf("hold %s: %d/%d sessions held", r.Label, r.ConnsOpen, r.ConnsWanted)
+		if p := r.PerSession; p != nil {
+			s += fmt.Sprintf(", proxy memory per session: %s private dirty, %s PSS, %s RSS (%d processes); kernel TCP memory %s/session; %d/%d still echoing",
+				fmtBytes(p.PrivateDirty), fmtBytes(p.PSS), fmtBytes(p.RSS), r.MemAfter.Procs, fmtBytes(p.TCPMemBytes), r.AliveOK, r.AliveChecked)
+		}
+	}
+	if r.ProxyCPU != nil {
+		s += fmt.Sprintf(", proxy CPU %s%%", r.ProxyCPU.format(fmtFloat(0)))
+	}
+	if r.StopReason != "" {
+		s += "; stopped opening: " + r.StopReason
+	}
+	if n := r.Errors.total(); n > 0 {
+		s += fmt.Sprintf("; %d errors %v", n, r.Errors.Count)
+	}
+	if r.Error != "" {
+		s += "; FAILED: " + r.Error
+	}
+	return s
+}
+
+func windowsOf(s *Spread) int {
+	if s == nil {
+		return 0
+	}
+	return len(s.Samples)
+}

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what the tests need and the machine lacks. Safe to run again.
+set -euo pipefail
+
+need_apt=()
+command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ] || need_apt+=(golang-go)
+command -v git >/dev/null 2>&1 || need_apt+=(git)
+command -v bash >/dev/null 2>&1 || need_apt+=(bash)
+
+if [ ${#need_apt[@]} -gt 0 ]; then
+	echo "installing: ${need_apt[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq "${need_apt[@]}"
+fi
+# go.mod names the Go version; an older go fetches it from the module proxy.
+export GOTOOLCHAIN=auto
+go mod download
