@@ -164,7 +164,7 @@ func TestUpgradeHixie76Refused(t *testing.T) {
 		body []byte
 	}{
 		{name: "no spaces", key1: "12345", key2: "12998 5 Y3 1  .P00", body: []byte("^n:ds[4U")},
-		{name: "not a multiple", key1: "1 2 4", key2: "12998 5 Y3 1  .P00", body: []byte("^n:ds[4U")},
+		{name: "not a multiple", key1: "1 2 5", key2: "12998 5 Y3 1  .P00", body: []byte("^n:ds[4U")},
 		{name: "no digits", key1: "a b c", key2: "12998 5 Y3 1  .P00", body: []byte("^n:ds[4U")},
 		{name: "over 32 bits", key1: "9999999999 9", key2: "12998 5 Y3 1  .P00", body: []byte("^n:ds[4U")},
 		{name: "huge number", key1: "99999999999999999999999999 9", key2: "12998 5 Y3 1  .P00", body: []byte("^n:ds[4U")},

@@ -29,11 +29,10 @@ func (r *Request) IsWebSocket() bool {
 	return r.Method == http.MethodGet && strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }
 
-// isHixie76 reports whether the request carries the two Hixie-76 keys, and so
-// an 8-byte challenge after its head.
+// isHixie76 reports whether the request is an upgrade with the two Hixie-76
+// keys, and so has an 8-byte challenge after its head.
 func (r *Request) isHixie76() bool {
-	return r.Method == http.MethodGet &&
-		len(r.Header["Sec-Websocket-Key1"]) > 0 && len(r.Header["Sec-Websocket-Key2"]) > 0
+	return r.IsWebSocket() && len(r.Header["Sec-Websocket-Key1"]) > 0 && len(r.Header["Sec-Websocket-Key2"]) > 0
 }
 
 // ParseRequest parses one request head (plus the Hixie-76 challenge body)
@@ -67,11 +66,14 @@ func ParseRequest(buf []byte, max int) (req *Request, n int, err error) {
 // empty lines) to end (past the empty line closing it). end == 0 means the
 // head is not complete yet. It only checks the request line, so that garbage
 // is refused early without waiting for a blank line that may never come;
-// header lines are checked by parseHead once the head is complete. It does
-// no more than a byte search per line, because a slow client may make us run
-// it once per byte received.
+// header lines are checked by parseHead once the head is complete. Past the
+// request line it does no more than a byte search per line, because a slow
+// client may make us run it once per byte received.
 func findHead(buf []byte, max int) (start, end int, err error) {
 	lim := min(len(buf), max)
+	if lim < 0 {
+		lim = 0
+	}
 	pos := 0
 	first := true
 	for {

@@ -34,9 +34,7 @@ func httpStatus(t *testing.T, err error) int {
 	t.Helper()
 	var he *HTTPError
 	if !errors.As(err, &he) {
-		t.Fatalf(
-			"error %v is not an *HTTPError",
-			err)
+		t.Fatalf("error %v is not an *HTTPError", err)
 	}
 	return he.Status
 }
@@ -142,6 +140,18 @@ func TestParseRequest(t *testing.T) {
 			n:    len(hixie76Request),
 		},
 		{
+			name:   "keys without an upgrade are not a challenge",
+			in:     "GET / HTTP/1.1\r\nSec-WebSocket-Key1: 1 1\r\nSec-WebSocket-Key2: 1 1\r\n\r\n",
+			method: "GET",
+			target: "/",
+			proto:  "HTTP/1.1",
+			header: http.Header{
+				"Sec-Websocket-Key1": {"1 1"},
+				"Sec-Websocket-Key2": {"1 1"},
+			},
+			n: len("GET / HTTP/1.1\r\nSec-WebSocket-Key1: 1 1\r\nSec-WebSocket-Key2: 1 1\r\n\r\n"),
+		},
+		{
 			name:   "keys on a POST are not a challenge",
 			in:     "POST / HTTP/1.1\r\nSec-WebSocket-Key1: 1 1\r\nSec-WebSocket-Key2: 1 1\r\n\r\nbody",
 			method: "POST",
@@ -159,33 +169,23 @@ func TestParseRequest(t *testing.T) {
 			buf := []byte(tt.in)
 			req, n, err := ParseRequest(buf, MaxHeaderBytes)
 			if err != nil || req == nil {
-				t.Fatalf(
-					"ParseRequest: %v, %v",
-					req, err)
+				t.Fatalf("ParseRequest: %v, %v", req, err)
 			}
 			// The request must not alias buf, which the caller reuses.
 			for i := range buf {
 				buf[i] = 'X'
 			}
 			if n != tt.n {
-				t.Errorf(
-					"n = %d, want %d",
-					n, tt.n)
+				t.Errorf("n = %d, want %d", n, tt.n)
 			}
 			if req.Method != tt.method || req.Target != tt.target || req.Proto != tt.proto {
-				t.Errorf(
-					"request line = %q %q %q",
-					req.Method, req.Target, req.Proto)
+				t.Errorf("request line = %q %q %q", req.Method, req.Target, req.Proto)
 			}
 			if !equalHeader(req.Header, tt.header) {
-				t.Errorf(
-					"header = %q, want %q",
-					req.Header, tt.header)
+				t.Errorf("header = %q, want %q", req.Header, tt.header)
 			}
 			if string(req.Body) != tt.body {
-				t.Errorf(
-					"body = %q, want %q",
-					req.Body, tt.body)
+				t.Errorf("body = %q, want %q", req.Body, tt.body)
 			}
 		})
 	}
@@ -215,15 +215,11 @@ func TestParseRequestNeedMore(t *testing.T) {
 		for i := 0; i < len(full); i++ {
 			req, n, err := ParseRequest([]byte(full[:i]), MaxHeaderBytes)
 			if req != nil || n != 0 || err != nil {
-				t.Fatalf(
-					"prefix %q: got %v, %d, %v; want need more",
-					full[:i], req, n, err)
+				t.Fatalf("prefix %q: got %v, %d, %v; want need more", full[:i], req, n, err)
 			}
 		}
 		if _, n, err := ParseRequest([]byte(full), MaxHeaderBytes); n != len(full) || err != nil {
-			t.Fatalf(
-				"full %q: n = %d, err = %v",
-				full, n, err)
+			t.Fatalf("full %q: n = %d, err = %v", full, n, err)
 		}
 	}
 }
@@ -246,6 +242,12 @@ func TestParseRequestErrors(t *testing.T) {
 			name:   "finished head longer than max",
 			in:     long + "\r\n",
 			max:    len(long) + 1,
+			status: 431,
+		},
+		{
+			name:   "negative max",
+			in:     "GET / HTTP/1.1\r\n\r\n",
+			max:    -1,
 			status: 431,
 		},
 		{
@@ -343,14 +345,10 @@ func TestParseRequestErrors(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			req, n, err := ParseRequest([]byte(tt.in), tt.max)
 			if req != nil || n != 0 || err == nil {
-				t.Fatalf(
-					"got %v, %d, %v; want an error",
-					req, n, err)
+				t.Fatalf("got %v, %d, %v; want an error", req, n, err)
 			}
 			if got := httpStatus(t, err); got != tt.status {
-				t.Errorf(
-					"status %d, want %d",
-					got, tt.status)
+				t.Errorf("status %d, want %d", got, tt.status)
 			}
 		})
 	}
@@ -390,9 +388,7 @@ func TestIsWebSocket(t *testing.T) {
 	}
 	for _, tt := range tests {
 		if got := tt.req.IsWebSocket(); got != tt.want {
-			t.Errorf(
-				"%s: IsWebSocket() = %v",
-				tt.name, got)
+			t.Errorf("%s: IsWebSocket() = %v", tt.name, got)
 		}
 	}
 }
@@ -402,49 +398,39 @@ func TestHTTPErrorResponse(t *testing.T) {
 	raw := e.Response()
 	resp, err := http.ReadResponse(bufio.NewReader(bytes.NewReader(raw)), nil)
 	if err != nil {
-		t.Fatalf(
-			"ReadResponse(%q): %v",
-			raw, err)
+		t.Fatalf("ReadResponse(%q): %v", raw, err)
 	}
 	want := map[string]string{
 		"Server":                ServerName,
 		"Content-Type":          "text/plain; charset=utf-8",
 		"Content-Length":        "39",
-		"Connection":            "close",
 		"Sec-Websocket-Version": "13",
 	}
 	for k, v := range want {
 		if got := resp.Header.Get(k); got != v {
-			t.Errorf(
-				"%s = %q, want %q",
-				k, got, v)
+			t.Errorf("%s = %q, want %q", k, got, v)
 		}
 	}
+	if !resp.Close || !strings.Contains(string(raw), "\r\nConnection: close\r\n") {
+		t.Errorf("no Connection: close in %q", raw)
+	}
 	if resp.StatusCode != 400 || !strings.HasPrefix(string(raw), "HTTP/1.1 400 Bad Request\r\n") {
-		t.Errorf(
-			"status line of %q",
-			raw)
+		t.Errorf("status line of %q", raw)
 	}
 	if !strings.HasSuffix(string(raw), "\r\n\r\nUnsupported WebSocket protocol version\n") {
-		t.Errorf(
-			"body of %q",
-			raw)
+		t.Errorf("body of %q", raw)
 	}
 
 	raw = (&HTTPError{Status: 431}).Response()
 	if !strings.HasPrefix(string(raw), "HTTP/1.1 431 Request Header Fields Too Large\r\n") ||
 		!strings.HasSuffix(string(raw), "\r\n\r\nRequest Header Fields Too Large\n") {
-		t.Errorf(
-			"431 without reason: %q",
-			raw)
+		t.Errorf("431 without reason: %q", raw)
 	}
 }
 
 func TestStatusText(t *testing.T) {
 	if got := StatusText(404); got != "Not Found" {
-		t.Errorf(
-			"StatusText(404) = %q",
-			got)
+		t.Errorf("StatusText(404) = %q", got)
 	}
 	if got := StatusText(599); got == "" {
 		t.Error("StatusText(599) is empty")

@@ -109,7 +109,9 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 	proto := "tcp://" + cfg.ListenAddr
 	if cfg.ListenUnix != "" {
 		proto = "unix://" + cfg.ListenUnix
-		removeStaleSocket(cfg.ListenUnix)
+	}
+	if err := checkAddressFree(cfg); err != nil {
+		return err
 	}
 	go func() {
 		<-stop
@@ -139,10 +141,28 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 	return nil
 }
 
-func removeStaleSocket(path string) {
-	if fi, err := os.Lstat(path); err == nil && fi.Mode()&os.ModeSocket != 0 {
-		_ = os.Remove(path)
+// checkAddressFree fails when another process listens on the address.
+// SO_REUSEPORT, which each loop's listener needs, would otherwise let a
+// second websockify bind the same port and silently take half its clients;
+// a plain bind still conflicts with any listener. A unix socket file left by
+// a dead process is removed; one that answers is in use.
+func checkAddressFree(cfg Config) error {
+	if cfg.ListenUnix != "" {
+		fi, err := os.Lstat(cfg.ListenUnix)
+		if err != nil || fi.Mode()&os.ModeSocket == 0 {
+			return nil // absent, or not a socket: the bind reports it
+		}
+		if c, err := net.DialTimeout("unix", cfg.ListenUnix, time.Second); err == nil {
+			_ = c.Close()
+			return fmt.Errorf("listen unix %s: address already in use", cfg.ListenUnix)
+		}
+		return os.Remove(cfg.ListenUnix)
 	}
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return err
+	}
+	return ln.Close()
 }
 
 // shutdown stops the engine from any goroutine but a loop's.

@@ -203,7 +203,7 @@ func (c *settings) hardLimitOrDefault() time.Duration {
 	margin := time.Minute
 	switch c.mode {
 	case "throughput":
-		return time.Duration(c.repeat)*5*time.Minute + margin
+		return time.Duration(c.repeat)*throughputRunLimit(c) + margin
 	case "echo":
 		return c.rampTimeout + time.Duration(c.repeat)*c.duration + c.opTimeout + margin
 	case "setup":

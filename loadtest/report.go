@@ -1,3 +1,490 @@
 package main
 
-func reportMain(args []string) error { return nil }
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"runtime"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Markers around the generated part of BENCHMARKS.md. Everything outside
+// them is hand-written and kept as is.
+const (
+	beginMarker = "<!-- BEGIN GENERATED: bench/run.sh rewrites everything down to the END marker -->"
+	endMarker   = "<!-- END GENERATED -->"
+)
+
+// Targets the proxy is held to (see BENCHMARKS.md).
+const (
+	targetThroughputRatio = 0.8
+	targetSetupRatio      = 0.8
+	targetBytesPerSession = 2048
+)
+
+type reportFlags struct {
+	md, order, ours                   string
+	pythonVersion, goVersion, elapsed string
+	logs                              string
+}
+
+// reportMain reads JSON results (one object per line) and rewrites the
+// generated section of a Markdown file with tables, ratios to the relay and
+// the verdict on each target.
+func reportMain(args []string) error {
+	var f reportFlags
+	fs := flag.NewFlagSet("report", flag.ContinueOnError)
+	fs.StringVar(&f.md, "md", "BENCHMARKS.md", "Markdown file whose generated section is rewritten")
+	fs.StringVar(&f.order, "order", "ours,python,relay", "proxy labels in table order")
+	fs.StringVar(&f.ours, "ours", "ours", "label of the proxy the targets apply to")
+	fs.StringVar(&f.pythonVersion, "python-version", "", "version of Python websockify, for the machine line")
+	fs.StringVar(&f.goVersion, "go-version", runtime.Version(), "Go version, for the machine line")
+	fs.StringVar(&f.elapsed, "elapsed", "", "how long the whole run took, for the machine line")
+	fs.StringVar(&f.logs, "logs", "", "directory of proxy logs to quote error lines from")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() == 0 {
+		return errors.New("usage: loadtest report [flags] RESULTS.jsonl...")
+	}
+	var results []*Result
+	for _, path := range fs.Args() {
+		rs, err := readResults(path)
+		if err != nil {
+			return err
+		}
+		results = append(results, rs...)
+	}
+	var b strings.Builder
+	writeReport(&b, results, &f)
+	return replaceGenerated(f.md, b.String())
+}
+
+func readResults(path string) ([]*Result, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer fh.Close()
+	var out []*Result
+	sc := bufio.NewScanner(fh)
+	sc.Buffer(make([]byte, 1<<20), 16<<20)
+	for sc.Scan() {
+		line := bytes.TrimSpace(sc.Bytes())
+		if len(line) == 0 || line[0] != '{' {
+			continue
+		}
+		var r Result
+		if err := json.Unmarshal(line, &r); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		out = append(out, &r)
+	}
+	return out, sc.Err()
+}
+
+// replaceGenerated swaps the text between the markers, or appends the
+// section when the file has none yet.
+func replaceGenerated(path, body string) error {
+	old, err := os.ReadFile(path)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	section := beginMarker + "\n\n" + body + "\n" + endMarker + "\n"
+	s := string(old)
+	i, j := strings.Index(s, beginMarker), strings.Index(s, endMarker)
+	if i >= 0 && j > i {
+		s = s[:i] + section + strings.TrimPrefix(s[j+len(endMarker):], "\n")
+	} else {
+		if s != "" && !strings.HasSuffix(s, "\n\n") {
+			s += "\n"
+		}
+		s += section
+	}
+	return os.WriteFile(path, []byte(s), 0o644)
+}
+
+// table of results: find(mode, label, dir) returns the latest matching run.
+type resultSet []*Result
+
+func (rs resultSet) find(mode, label, dir string) *Result {
+	for i := len(rs) - 1; i >= 0; i-- {
+		r := rs[i]
+		if r.Mode == mode && r.Label == label && r.Dir == dir {
+			return r
+		}
+	}
+	return nil
+}
+
+func writeReport(b *strings.Builder, all []*Result, f *reportFlags) {
+	rs := resultSet(all)
+	labels := strings.Split(f.order, ",")
+	for _, r := range all { // labels not named in -order go last
+		if !slices.Contains(labels, r.Label) {
+			labels = append(labels, r.Label)
+		}
+	}
+	fmt.Fprintf(b, "Machine: %d cores (`nproc`), %s, Linux %s, %s, Python websockify %s.",
+		runtime.NumCPU(), cpuModel(), kernelRelease(), f.goVersion, orDash(f.pythonVersion))
+	if len(all) > 0 {
+		first, last := all[0].Time, all[0].Time
+		for _, r := range all {
+			first, last = min(first, r.Time), max(last, r.Time)
+		}
+		fmt.Fprintf(b, " Runs from %s to %s", first, last)
+		if f.elapsed != "" {
+			fmt.Fprintf(b, "; the last `make bench` took %s", f.elapsed)
+		}
+		b.WriteString(".")
+	}
+	b.WriteString("\n\nFigures are the median of the repeats with [min–max] beside it. " +
+		"\"vs relay\" is the median over the relay's median. MB/s is 10^6 bytes per second. " +
+		"Proxy CPU is the proxy's whole process tree, in % of one core, during the measurement.\n\n")
+
+	writeVerdicts(b, rs, f.ours)
+	writeThroughput(b, rs, labels)
+	writeEcho(b, rs, labels)
+	writeSetup(b, rs, labels)
+	writeHold(b, rs, labels)
+	writeNotes(b, all)
+	if f.logs != "" {
+		writeLogExcerpts(b, f.logs)
+	}
+}
+
+// missing is what a table cell says for a proxy with no result.
+func missing(r *Result) (string, bool) {
+	if r == nil {
+		return "not measured yet", true
+	}
+	if r.Error != "" && r.MBps == nil && r.RTTP50us == nil && r.SessionsPerSec == nil && r.PerSession == nil {
+		return "failed: " + oneLine(r.Error), true
+	}
+	return "", false
+}
+
+func ratio(a, b *Spread) string {
+	if a == nil || b == nil || b.Median == 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", a.Median/b.Median)
+}
+
+func writeThroughput(b *strings.Builder, rs resultSet, labels []string) {
+	b.WriteString("### Throughput, one connection\n\n")
+	b.WriteString("down: the target sends, the client reads. up: the client sends 64 KiB frames, the target counts and acks the last byte.\n\n")
+	b.WriteString("| proxy | down MB/s | vs relay | up MB/s | vs relay | bytes per run | proxy CPU % down / up |\n")
+	b.WriteString("|---|---|---|---|---|---|---|\n")
+	relayDown, relayUp := rs.find("throughput", "relay", "down"), rs.find("throughput", "relay", "up")
+	for _, l := range labels {
+		down, up := rs.find("throughput", l, "down"), rs.find("throughput", l, "up")
+		if down == nil && up == nil {
+			fmt.Fprintf(b, "| %s | not measured yet | | | | | |\n", l)
+			continue
+		}
+		cell := func(r *Result) string {
+			if s, ok := missing(r); ok {
+				return s
+			}
+			return r.MBps.format(fmtFloat(0))
+		}
+		sizes := []string{}
+		for _, r := range []*Result{down, up} {
+			if r != nil && !slices.Contains(sizes, fmtBytes(float64(r.Bytes))) {
+				sizes = append(sizes, fmtBytes(float64(r.Bytes)))
+			}
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s / %s |\n", l,
+			cell(down), ratio(mbps(down), mbps(relayDown)),
+			cell(up), ratio(mbps(up), mbps(relayUp)),
+			strings.Join(sizes, ", "), cpuCell(down), cpuCell(up))
+	}
+	b.WriteString("\n")
+}
+
+func mbps(r *Result) *Spread {
+	if r == nil {
+		return nil
+	}
+	return r.MBps
+}
+
+func cpuCell(r *Result) string {
+	if r == nil || r.ProxyCPU == nil {
+		return "-"
+	}
+	return fmt.Sprintf("%.0f", r.ProxyCPU.Median)
+}
+
+func writeEcho(b *strings.Builder, rs resultSet, labels []string) {
+	var any *Result
+	for _, l := range labels {
+		if r := rs.find("echo", l, ""); r != nil {
+			any = r
+			break
+		}
+	}
+	b.WriteString("### Round trips under many connections\n\n")
+	if any != nil {
+		fmt.Fprintf(b, "%d connections wanted, each sending %d bytes and waiting for the echo, then pausing %.0f ms on average; %d windows of %.0f s on the same connections.\n\n",
+			any.ConnsWanted, any.MsgBytes, any.ThinkMs, windowsOf(any.RTPerSec), any.WindowSeconds)
+	}
+	b.WriteString("| proxy | connections open | round trips/s | p50 | p99 | max | proxy CPU % | errors |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	for _, l := range labels {
+		r := rs.find("echo", l, "")
+		if s, ok := missing(r); ok {
+			fmt.Fprintf(b, "| %s | %s | | | | | | |\n", l, s)
+			continue
+		}
+		fmt.Fprintf(b, "| %s | %d of %d | %s | %s | %s | %s | %s | %s |\n", l,
+			r.ConnsOpen, r.ConnsWanted, r.RTPerSec.format(fmtFloat(0)),
+			r.RTTP50us.format(fmtDurUs), r.RTTP99us.format(fmtDurUs), fmtDurUs(r.RTTMaxUs),
+			r.ProxyCPU.format(fmtFloat(0)), errorsCell(r))
+	}
+	b.WriteString("\n")
+}
+
+func writeSetup(b *strings.Builder, rs resultSet, labels []string) {
+	b.WriteString("### Session set-up rate\n\n")
+	if r := firstOf(rs, "setup", labels); r != nil {
+		fmt.Fprintf(b, "%d clients at once, each looping over: connect, handshake, one byte echoed, close. %d windows of %.0f s.\n\n",
+			r.Concurrency, windowsOf(r.SessionsPerSec), r.WindowSeconds)
+	}
+	b.WriteString("| proxy | sessions/s | vs relay | p50 | p99 | proxy CPU % | errors |\n")
+	b.WriteString("|---|---|---|---|---|---|---|\n")
+	relay := rs.find("setup", "relay", "")
+	for _, l := range labels {
+		r := rs.find("setup", l, "")
+		if s, ok := missing(r); ok {
+			fmt.Fprintf(b, "| %s | %s | | | | | |\n", l, s)
+			continue
+		}
+		var rel *Spread
+		if relay != nil {
+			rel = relay.SessionsPerSec
+		}
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s |\n", l,
+			r.SessionsPerSec.format(fmtFloat(0)), ratio(r.SessionsPerSec, rel),
+			r.SetupP50us.format(fmtDurUs), r.SetupP99us.format(fmtDurUs),
+			r.ProxyCPU.format(fmtFloat(0)), errorsCell(r))
+	}
+	b.WriteString("\n")
+}
+
+func writeHold(b *strings.Builder, rs resultSet, labels []string) {
+	b.WriteString("### Idle sessions: proxy memory\n\n")
+	b.WriteString("Each session did its handshake and one echo round trip, then stays idle. Memory is the proxy's whole process tree " +
+		"(`/proc/PID/smaps_rollup`, summed over the parent and forked children), read after the sessions settled, minus the reading before them, " +
+		"divided by the sessions held. Private dirty is what the sessions cost the proxy in user space; " +
+		"kernel socket buffers are the machine-wide change of `/proc/net/sockstat` TCP `mem` (all three legs).\n\n")
+	b.WriteString("| proxy | sessions held | private dirty / session | PSS / session | RSS / session | processes | kernel TCP mem / session | still echoing | opening stopped because |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
+	for _, l := range labels {
+		r := rs.find("hold", l, "")
+		if s, ok := missing(r); ok {
+			fmt.Fprintf(b, "| %s | %s | | | | | | | |\n", l, s)
+			continue
+		}
+		p := r.PerSession
+		procs := "-"
+		if r.MemAfter != nil {
+			procs = fmt.Sprint(r.MemAfter.Procs)
+		}
+		fmt.Fprintf(b, "| %s | %d of %d | %s | %s | %s | %s | %s | %d of %d | %s |\n", l,
+			r.ConnsOpen, r.ConnsWanted, fmtBytes(p.PrivateDirty), fmtBytes(p.PSS), fmtBytes(p.RSS), procs,
+			fmtBytes(p.TCPMemBytes), r.AliveOK, r.AliveChecked, orDash(oneLine(r.StopReason)))
+	}
+	b.WriteString("\n")
+}
+
+// writeVerdicts checks our proxy against the targets.
+func writeVerdicts(b *strings.Builder, rs resultSet, ours string) {
+	b.WriteString("### Targets\n\n")
+	fmt.Fprintf(b, "| target | %s | verdict |\n|---|---|---|\n", ours)
+	check := func(name string, value string, ok bool, measured bool) {
+		v := "not measured yet"
+		if measured {
+			v = "**missed**"
+			if ok {
+				v = "met"
+			}
+		}
+		fmt.Fprintf(b, "| %s | %s | %s |\n", name, orDash(value), v)
+	}
+	for _, dir := range []string{"down", "up"} {
+		r, relay := rs.find("throughput", ours, dir), rs.find("throughput", "relay", dir)
+		name := fmt.Sprintf("throughput %s ≥ %.1f × relay", dir, targetThroughputRatio)
+		if mbps(r) == nil || mbps(relay) == nil {
+			check(name, "", false, false)
+			continue
+		}
+		q := r.MBps.Median / relay.MBps.Median
+		check(name, fmt.Sprintf("%.2f × relay", q), q >= targetThroughputRatio, true)
+	}
+	r, relay := rs.find("setup", ours, ""), rs.find("setup", "relay", "")
+	name := fmt.Sprintf("sessions set up per second ≥ %.1f × relay", targetSetupRatio)
+	if r == nil || relay == nil || r.SessionsPerSec == nil || relay.SessionsPerSec == nil {
+		check(name, "", false, false)
+	} else {
+		q := r.SessionsPerSec.Median / relay.SessionsPerSec.Median
+		check(name, fmt.Sprintf("%.2f × relay", q), q >= targetSetupRatio, true)
+	}
+	h := rs.find("hold", ours, "")
+	name = fmt.Sprintf("≤ %.0f KiB proxy memory per idle session, every session held", float64(targetBytesPerSession)/1024)
+	if h == nil || h.PerSession == nil {
+		check(name, "", false, false)
+	} else {
+		all := h.ConnsOpen == h.ConnsWanted && h.AliveOK == h.AliveChecked
+		check(name, fmt.Sprintf("%s private dirty, %d of %d held", fmtBytes(h.PerSession.PrivateDirty), h.ConnsOpen, h.ConnsWanted),
+			all && h.PerSession.PrivateDirty <= targetBytesPerSession, true)
+	}
+	b.WriteString("\n")
+}
+
+func writeNotes(b *strings.Builder, all []*Result) {
+	var lines []string
+	for _, r := range all {
+		what := r.Mode
+		if r.Dir != "" {
+			what += " " + r.Dir
+		}
+		for _, n := range r.Notes {
+			lines = append(lines, fmt.Sprintf("- %s, %s: %s", r.Label, what, oneLine(n)))
+		}
+		if r.Error != "" {
+			lines = append(lines, fmt.Sprintf("- %s, %s failed: %s", r.Label, what, oneLine(r.Error)))
+		}
+	}
+	if len(lines) == 0 {
+		return
+	}
+	b.WriteString("### What the runs reported\n\n")
+	b.WriteString(strings.Join(lines, "\n"))
+	b.WriteString("\n\n")
+}
+
+// digits matches the run-specific parts of log lines (times, ports, PIDs) so
+// repeated messages fold into one.
+var digits = regexp.MustCompile(`[0-9]+`)
+
+var logProblem = regexp.MustCompile(`(?i)exception|error|too many open files|refused|reset|killed|panic`)
+
+// logNoise is what Python prints around every traceback and at the SIGTERM
+// that ends each run: matching, but saying nothing about the proxy.
+var logNoise = regexp.MustCompile(`^(Traceback|During handling of the above exception)|Terminate|^File "`)
+
+// writeLogExcerpts quotes the most frequent problem lines of each proxy log.
+func writeLogExcerpts(b *strings.Builder, dir string) {
+	files, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	sort.Strings(files)
+	var out []string
+	for _, path := range files {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			continue
+		}
+		counts := map[string]int{}
+		for _, line := range strings.Split(string(data), "\n") {
+			line = strings.TrimSpace(line)
+			if !logProblem.MatchString(line) || logNoise.MatchString(line) {
+				continue
+			}
+			key := digits.ReplaceAllString(line, "N")
+			if len(key) > 160 {
+				key = key[:160] + "…"
+			}
+			counts[key]++
+		}
+		keys := make([]string, 0, len(counts))
+		for k := range counts {
+			keys = append(keys, k)
+		}
+		sort.Slice(keys, func(i, j int) bool {
+			if counts[keys[i]] != counts[keys[j]] {
+				return counts[keys[i]] > counts[keys[j]]
+			}
+			return keys[i] < keys[j]
+		})
+		if len(keys) > 3 {
+			keys = keys[:3]
+		}
+		for _, k := range keys {
+			out = append(out, fmt.Sprintf("- `%s`: %d× `%s`", filepath.Base(path), counts[k], strings.ReplaceAll(k, "`", "'")))
+		}
+	}
+	if len(out) == 0 {
+		return
+	}
+	b.WriteString("### Proxy log lines (most frequent problems, digits folded to N)\n\n")
+	b.WriteString(strings.Join(out, "\n"))
+	b.WriteString("\n\n")
+}
+
+func firstOf(rs resultSet, mode string, labels []string) *Result {
+	for _, l := range labels {
+		if r := rs.find(mode, l, ""); r != nil {
+			return r
+		}
+	}
+	return nil
+}
+
+func errorsCell(r *Result) string {
+	n := r.Errors.total()
+	if n == 0 {
+		return "0"
+	}
+	keys := make([]string, 0, len(r.Errors.Count))
+	for k := range r.Errors.Count {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = fmt.Sprintf("%d %s", r.Errors.Count[k], k)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func oneLine(s string) string {
+	s = strings.ReplaceAll(s, "\n", " ")
+	return strings.ReplaceAll(s, "|", "\\|")
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
+
+func kernelRelease() string {
+	data, err := os.ReadFile("/proc/sys/kernel/osrelease")
+	if err != nil {
+		return "unknown"
+	}
+	return strings.TrimSpace(string(data))
+}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -159,6 +160,10 @@ func fmtFloat(prec int) func(float64) string {
 
 // summarize is the one human-readable line (or few) for a result.
 func summarize(r *Result) string {
+	if r.Error != "" && r.MBps == nil && r.ConnsOpen == 0 && r.Sessions == 0 {
+		what := strings.Join(strings.Fields(r.Mode+" "+r.Dir+" "+r.Label), " ")
+		return fmt.Sprintf("%s: FAILED: %s", what, r.Error)
+	}
 	var s string
 	switch r.Mode {
 	case "throughput":

@@ -20,8 +20,7 @@ func runThroughput(e *env) error {
 		res.MBps = newSpread(mbps)
 		res.ProxyCPU = newSpread(cpu)
 	}()
-	// Generous per-run limit: 1 MB/s would be a broken proxy, not a slow one.
-	runLimit := cfg.opTimeout + time.Duration(cfg.nbytes/1e6)*time.Second
+	runLimit := throughputRunLimit(cfg)
 	scratch := make([]byte, 256<<10)
 	for i := 0; i < cfg.repeat; i++ {
 		s, err := e.client.open(background)
@@ -86,4 +85,10 @@ func proxyAlive(e *env) error {
 		return nil
 	}
 	return e.proxy.alive()
+}
+
+// throughputRunLimit bounds one run generously: below 10 MB/s a proxy is
+// broken, not slow.
+func throughputRunLimit(cfg *settings) time.Duration {
+	return cfg.opTimeout + time.Duration(cfg.nbytes/10e6)*time.Second
 }

@@ -1,0 +1,84 @@
+package codec
+
+import (
+	"bytes"
+	"testing"
+)
+
+// FuzzDecoder feeds arbitrary bytes in arbitrary splits: the decoder must
+// not panic, never claim more than it was given, and hand out the same bytes
+// and the same verdict as when fed everything at once.
+func FuzzDecoder(f *testing.F) {
+	seeds := []struct {
+		flags  byte // low bits: version; bit 2: base64
+		stream []byte
+		splits []byte
+	}{
+		{0, clientFrame(finBinary, []byte("hello")), []byte{1, 2, 3}},
+		{0, cat(clientFrame(0x02, []byte("a")), clientFrame(ping, []byte("p")), clientFrame(finCont, []byte("b"))), []byte{5}},
+		{0, cat(clientFrame(finBinary, bytes.Repeat([]byte("m"), 300)), closeFrame(1000, "bye")), []byte{7, 200}},
+		{0, clientFrameMask(finBinary, []byte("x"), testMask, false), nil},
+		{0, []byte{finBinary, 0xFF, 0x80, 0, 0, 0, 0, 0, 0, 1, 1, 2, 3, 4}, []byte{1}},
+		{4, cat(clientFrame(text, []byte("aGVsbG8")), clientFrame(finCont, []byte("gd29ybGQ="))), []byte{3, 3}},
+		{4, clientFrame(finText, []byte("QQ==QQ")), []byte{9}},
+		{4, clientFrame(finText, []byte("QU!D")), nil},
+		{1, []byte("\x00aGVsbG8=\xff\x00\xff\xff\x00"), []byte{2, 1}},
+		{2, []byte("\x00QUJD\xff\x80"), nil},
+	}
+	for _, s := range seeds {
+		f.Add(s.flags, s.stream, s.splits)
+	}
+	f.Fuzz(func(t *testing.T, flags byte, stream, splits []byte) {
+		v := Version(flags & 3 % 3)
+		m := Binary
+		if flags&4 != 0 {
+			m = Base64
+		}
+		sizes := make([]int, len(splits))
+		for i, s := range splits {
+			sizes[i] = int(s) + 1
+		}
+		once := feedSplit(t, v, m, stream, nil)
+		split := feedSplit(t, v, m, stream, sizes)
+		if !sameResult(once, split) {
+			t.Fatalf("split feed differs:\nonce  %q %q %d %+v\nsplit %q %q %d %+v",
+				once.target, once.client, once.consumed, once.err,
+				split.target, split.client, split.consumed, split.err)
+		}
+	})
+}
+
+// FuzzParseRequest: never panic, never claim more than buf, and a request
+// or an error, never both.
+func FuzzParseRequest(f *testing.F) {
+	for _, s := range []string{
+		sampleRequest,
+		hixie76Request,
+		"GET / HTTP/1.1\nA: b\n  c\n\n",
+		"\r\n\r\nGET / HTTP/1.0\r\n\r\n",
+		"GET / HTTP/2.0\r\n\r\n",
+		"<policy-file-request/>\x00",
+		"GET / HTTP/1.1\r\nSec-WebSocket-Key1: 1 1\r\nSec-WebSocket-Key2: 2 2\r\n\r\n1234567",
+	} {
+		f.Add([]byte(s), uint16(MaxHeaderBytes))
+		f.Add([]byte(s), uint16(40))
+	}
+	f.Fuzz(func(t *testing.T, buf []byte, max uint16) {
+		req, n, err := ParseRequest(buf, int(max))
+		switch {
+		case n < 0 || n > len(buf):
+			t.Fatalf("n = %d of %d", n, len(buf))
+		case err != nil && (req != nil || n != 0):
+			t.Fatalf("error %v with %v, %d", err, req, n)
+		case err == nil && (req == nil) != (n == 0):
+			t.Fatalf("request %v with n = %d", req, n)
+		case err != nil:
+			if _, ok := err.(*HTTPError); !ok {
+				t.Fatalf("error %T", err)
+			}
+		case req != nil:
+			// Whatever parsed must survive the handshake without panicking.
+			_, _ = Upgrade(req, false)
+		}
+	})
+}

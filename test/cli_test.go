@@ -1,0 +1,326 @@
+package test
+
+import (
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// Item m: usage errors exit 2 with a one-line reason followed by the usage.
+func TestCLIUsageErrors(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		args []string
+		want string // in the reason line (case-insensitive); "" = any
+	}{
+		{"bad-listen-port", []string{"abc", "127.0.0.1:5900"}, "port"},
+		{"bad-listen-port-with-host", []string{"127.0.0.1:xyz", "127.0.0.1:5900"}, "port"},
+		{"listen-port-out-of-range", []string{"70000", "127.0.0.1:5900"}, "port"},
+		{"bad-target-port", []string{"6080", "127.0.0.1:vnc"}, "port"},
+		{"target-without-port", []string{"6080", "127.0.0.1"}, ""},
+		{"no-args", []string{}, ""},
+		{"one-arg", []string{"6080"}, ""},
+		{"three-args", []string{"6080", "127.0.0.1:5900", "extra"}, ""},
+		{"unix-target-and-target", []string{"--unix-target", "/tmp/x.sock", "6080", "127.0.0.1:5900"}, ""},
+		{"unix-target-no-listen", []string{"--unix-target", "/tmp/x.sock"}, ""},
+		{"unknown-option", []string{"--no-such-option", "6080", "127.0.0.1:5900"}, ""},
+		{"heartbeat-not-a-number", []string{"--heartbeat", "often", "6080", "127.0.0.1:5900"}, ""},
+		{"bad-unix-listen-mode", []string{"--unix-listen", "/tmp/x.sock", "--unix-listen-mode", "999", "6080", "127.0.0.1:5900"}, ""},
+		{"cert", []string{"--cert", "x", "6080", "127.0.0.1:5900"}, "not supported yet"},
+		{"cert-equals", []string{"--cert=x", "6080", "127.0.0.1:5900"}, "not supported yet"},
+		{"web", []string{"--web", "/tmp", "6080", "127.0.0.1:5900"}, "not supported yet"},
+		{"record", []string{"--record", "/tmp/rec", "6080", "127.0.0.1:5900"}, "not supported yet"},
+		{"daemon", []string{"-D", "6080", "127.0.0.1:5900"}, "not supported yet"},
+		{"ssl-only", []string{"--ssl-only", "6080", "127.0.0.1:5900"}, "not supported yet"},
+		{"token-plugin", []string{"--token-plugin", "TokenFile", "--token-source", "/tmp/t", "6080"}, "not supported yet"},
+		{"target-config", []string{"--target-config", "/tmp/t", "6080"}, "not supported yet"},
+		{"wrap-program", []string{"6080", "--", "sleep", "100"}, "not supported yet"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			r := runCLI(t, 10*time.Second, tc.args...)
+			if r.code != 2 {
+				t.Fatalf("exit code %d, want 2; stderr:\n%s", r.code, r.stderr)
+			}
+			lines := strings.Split(strings.TrimRight(r.stderr, "\n"), "\n")
+			if len(lines) < 2 {
+				t.Fatalf("stderr has %d line(s), want a reason line then the usage:\n%s", len(lines), r.stderr)
+			}
+			reason := lines[0]
+			if strings.TrimSpace(reason) == "" || strings.HasPrefix(strings.ToLower(reason), "usage") {
+				t.Errorf("first stderr line %q is not a reason", reason)
+			}
+			if tc.want != "" && !strings.Contains(strings.ToLower(reason), tc.want) {
+				t.Errorf("reason %q does not mention %q", reason, tc.want)
+			}
+			if !strings.Contains(strings.ToLower(strings.Join(lines[1:], "\n")), "usage") {
+				t.Errorf("no usage after the reason:\n%s", r.stderr)
+			}
+		})
+	}
+}
+
+// Item m: --version and --help exit 0.
+func TestCLIVersionHelp(t *testing.T) {
+	t.Parallel()
+	r := runCLI(t, 10*time.Second, "--version")
+	if r.code != 0 {
+		t.Errorf("--version: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if out := r.stdout + r.stderr; !strings.ContainsAny(out, "0123456789") {
+		t.Errorf("--version printed no version: %q", out)
+	}
+	for _, h := range []string{"-h", "--help"} {
+		r := runCLI(t, 10*time.Second, h)
+		if r.code != 0 {
+			t.Errorf("%s: exit %d", h, r.code)
+		}
+		out := r.stdout + r.stderr
+		for _, want := range []string{"sage", "--unix-target", "--heartbeat", "--idle-timeout", "--run-once"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("%s output lacks %q", h, want)
+			}
+		}
+	}
+}
+
+// Item m: a port already in use makes websockify exit non-zero.
+func TestCLIBindInUse(t *testing.T) {
+	t.Parallel()
+	t.Run("plain-listener", func(t *testing.T) {
+		t.Parallel()
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		r := runCLI(t, 15*time.Second, l.Addr().String(), "127.0.0.1:5900")
+		if r.code == 0 {
+			t.Fatalf("exit code 0 with the port taken; stderr:\n%s", r.stderr)
+		}
+	})
+	t.Run("another-websockify", func(t *testing.T) {
+		t.Parallel()
+		// The usual accident: starting websockify twice on one port. The
+		// second must fail to bind (and exit non-zero), not silently share
+		// the port and take clients away from the first.
+		echoA, echoB := startEcho(t), startEcho(t)
+		first := startProxy(t, echoA.addr)
+		second, err := startProcess(t, []string{first.addr, echoB.addr}, 0, "tcp", first.addr, first.port)
+		if err != nil && second == nil {
+			t.Fatal(err)
+		}
+		code, exited := second.waitExit(5 * time.Second)
+		if exited && code != 0 {
+			return
+		}
+		for i := 0; i < 20; i++ {
+			c := dialWS(t, first, modeBinary)
+			mustEcho(t, c, []byte("x"))
+			c.conn.Close()
+		}
+		if exited {
+			t.Fatalf("second websockify on the port of the first exited with code 0")
+		}
+		t.Errorf("second websockify on %s is still running 5s after start; it took %d of 20 clients", first.addr, echoB.total.Load())
+	})
+}
+
+// Item m: --run-once exits after the first upgraded session ends.
+func TestCLIRunOnce(t *testing.T) {
+	t.Parallel()
+	echo := startEcho(t)
+	p := startProxy(t, echo.addr, "--run-once")
+
+	// A request that is not an upgrade does not count.
+	resp, _ := rawRequest(t, p, "GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp.StatusCode != 405 {
+		t.Fatalf("status %d, want 405", resp.StatusCode)
+	}
+	time.Sleep(300 * time.Millisecond)
+	if !p.running() {
+		t.Fatalf("exited after a non-WebSocket request")
+	}
+	c := dialWS(t, p, modeBinary)
+	mustEcho(t, c, []byte("once"))
+	time.Sleep(300 * time.Millisecond)
+	if !p.running() {
+		t.Fatalf("exited while the session was open")
+	}
+	if err := c.sendClose(1000, ""); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _, err := c.expectClose(); err != nil || code != 1000 {
+		t.Fatalf("close reply %d, %v", code, err)
+	}
+	code, exited := p.waitExit(10 * time.Second)
+	if !exited {
+		t.Fatalf("still running 10s after the session ended")
+	}
+	if code != 0 {
+		t.Errorf("exit code %d, want 0", code)
+	}
+}
+
+// Item m: --idle-timeout exits when idle, not while a session is open.
+func TestCLIIdleTimeout(t *testing.T) {
+	t.Parallel()
+	echo := startEcho(t)
+	t.Run("idle-from-start", func(t *testing.T) {
+		t.Parallel()
+		p := startProxy(t, echo.addr, "--idle-timeout", "1")
+		code, exited := p.waitExit(10 * time.Second)
+		if !exited {
+			t.Fatalf("--idle-timeout 1: still running after 10s with no connection")
+		}
+		if code != 0 {
+			t.Errorf("exit code %d, want 0", code)
+		}
+	})
+	t.Run("not-while-busy", func(t *testing.T) {
+		t.Parallel()
+		p := startProxy(t, echo.addr, "--idle-timeout", "2")
+		c := dialWS(t, p, modeBinary)
+		for i := 0; i < 8; i++ { // 4 s with a session open
+			mustEcho(t, c, []byte("busy"))
+			time.Sleep(500 * time.Millisecond)
+		}
+		if !p.running() {
+			t.Fatalf("--idle-timeout 2 exited while a session was open")
+		}
+		c.conn.Close()
+		if _, exited := p.waitExit(15 * time.Second); !exited {
+			t.Fatalf("--idle-timeout 2: still running 15s after the last session ended")
+		}
+	})
+}
+
+// --timeout N: stop accepting after N s, exit when the last session ends.
+func TestCLITimeout(t *testing.T) {
+	t.Parallel()
+	echo := startEcho(t)
+	p := startProxy(t, echo.addr, "--timeout", "2")
+	c := dialWS(t, p, modeBinary)
+	mustEcho(t, c, []byte("before the timeout"))
+	time.Sleep(3 * time.Second)
+	if !p.running() {
+		t.Fatalf("--timeout exited while a session was open")
+	}
+	mustEcho(t, c, []byte("after the timeout, same session"))
+	// New clients are no longer served.
+	if c2, err := dialWSE(p, modeBinary, nil); err == nil {
+		err = c2.echo([]byte("late"))
+		c2.conn.Close()
+		if err == nil {
+			t.Errorf("a new client was served after --timeout")
+		}
+	}
+	c.conn.Close()
+	if _, exited := p.waitExit(15 * time.Second); !exited {
+		t.Fatalf("--timeout: still running 15s after the last session ended")
+	}
+}
+
+// Item m: --heartbeat 1 sends pings; the session keeps working.
+func TestCLIHeartbeat(t *testing.T) {
+	t.Parallel()
+	echo := startEcho(t)
+	p := startProxy(t, echo.addr, "--heartbeat", "1")
+	c := dialWS(t, p, modeBinary)
+	mustEcho(t, c, []byte("hb"))
+	pings := 0
+	deadline := time.Now().Add(8 * time.Second)
+	for pings < 2 && time.Now().Before(deadline) {
+		_ = c.conn.SetReadDeadline(deadline)
+		f, err := readFrame(c.br)
+		if err != nil {
+			t.Fatalf("after %d pings: %v", pings, err)
+		}
+		if f.op != ws.OpPing {
+			t.Fatalf("unexpected frame op %v %q", f.op, f.payload)
+		}
+		pings++
+		if err := c.write(masked(ws.OpPong, f.payload)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if pings < 2 {
+		t.Fatalf("%d pings in 8s with --heartbeat 1, want at least 2", pings)
+	}
+	// Data still flows (the echo reader skips further pings).
+	mustEcho(t, c, []byte("still alive"))
+}
+
+// --traffic prints the per-frame symbols to stdout; -v is accepted.
+func TestCLITrafficVerbose(t *testing.T) {
+	t.Parallel()
+	echo := startEcho(t)
+	p := startProxy(t, echo.addr, "--traffic", "-v")
+	c := dialWS(t, p, modeBinary)
+	mustEcho(t, c, []byte("traffic"))
+	c.conn.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		out := p.stdout.String()
+		if strings.Contains(out, "}") && strings.Contains(out, ">") && strings.Contains(out, "{") && strings.Contains(out, "<") {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("--traffic stdout %q lacks one of } > { <", p.stdout.String())
+}
+
+// Accepted compatibility options do not stop the proxy from working.
+func TestCLICompatOptions(t *testing.T) {
+	t.Parallel()
+	echo := startEcho(t)
+	p := startProxy(t, echo.addr, "--auto-pong", "--libserver", "-6")
+	c := dialWS(t, p, modeBinary)
+	mustEcho(t, c, []byte("compat"))
+	// Positionals may come before options (GNU style): target first here.
+	port := freePort(t, "127.0.0.1")
+	q, err := startProcess(t, []string{"127.0.0.1:" + strconv.Itoa(port), echo.addr, "--heartbeat=30"}, 0, "tcp", "127.0.0.1:"+strconv.Itoa(port), port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := dialWS(t, q, modeBinary)
+	mustEcho(t, c2, []byte("options after positionals"))
+}
+
+// The forms of the listen positional (section 1): the address is split at
+// its last colon and brackets are stripped.
+func TestCLIListenForms(t *testing.T) {
+	t.Parallel()
+	echo := startEcho(t)
+	for _, tc := range []struct {
+		name   string
+		listen func(port string) string
+		dial   string // host to dial
+	}{
+		{"port-only", func(p string) string { return p }, "127.0.0.1"},
+		{"colon-port", func(p string) string { return ":" + p }, "127.0.0.1"},
+		{"any-ipv4", func(p string) string { return "0.0.0.0:" + p }, "127.0.0.1"},
+		{"localhost", func(p string) string { return "localhost:" + p }, "127.0.0.1"},
+		{"ipv4", func(p string) string { return "127.0.0.1:" + p }, "127.0.0.1"},
+		{"bracketed-ipv6", func(p string) string { return "[::1]:" + p }, "::1"},
+		{"bare-ipv6", func(p string) string { return "::1:" + p }, "::1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			port := strconv.Itoa(freePort(t, tc.dial))
+			portN, _ := strconv.Atoi(port)
+			p, err := startProcess(t, []string{tc.listen(port), echo.addr}, 0, "tcp", net.JoinHostPort(tc.dial, port), portN)
+			if err != nil {
+				t.Fatalf("websockify %s: %v", tc.listen(port), err)
+			}
+			c := dialWS(t, p, modeBinary)
+			mustEcho(t, c, []byte(tc.name))
+		})
+	}
+}

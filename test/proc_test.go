@@ -1,0 +1,317 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// lockedBuffer collects a child's output; safe for concurrent use.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// ---- ports ----
+
+// Ports handed out by freePort are never handed out again in this process:
+// websockify listens with SO_REUSEPORT, so two proxies given the same port
+// would both bind it and share its clients.
+var (
+	portMu    sync.Mutex
+	usedPorts = map[int]bool{}
+)
+
+// freePort returns a TCP port that was free on host a moment ago.
+func freePort(t testing.TB, host string) int {
+	t.Helper()
+	for range 100 {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			t.Fatalf("freePort: %v", err)
+		}
+		port := l.Addr().(*net.TCPAddr).Port
+		l.Close()
+		portMu.Lock()
+		used := usedPorts[port]
+		usedPorts[port] = true
+		portMu.Unlock()
+		if !used {
+			return port
+		}
+	}
+	t.Fatalf("freePort: no fresh port found")
+	return 0
+}
+
+// closedPort returns host:port of a TCP socket that is bound but does not
+// listen: connecting to it is refused, and nobody else can take the port
+// while the test runs.
+func closedPort(t testing.TB) string {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatalf("socket: %v", err)
+	}
+	t.Cleanup(func() { syscall.Close(fd) })
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		t.Fatalf("bind: %v", err)
+	}
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		t.Fatalf("getsockname: %v", err)
+	}
+	return "127.0.0.1:" + strconv.Itoa(sa.(*syscall.SockaddrInet4).Port)
+}
+
+// ---- the proxy process ----
+
+// proxyConfig describes one websockify process.
+type proxyConfig struct {
+	// Host is the host part of the listen positional ("127.0.0.1" when
+	// empty; use "-" for no host at all, i.e. listen on all addresses).
+	Host string
+	// Args are all other arguments: options and the target positional.
+	// The listen positional is put in front of them.
+	Args []string
+	// UnixListen, when set, makes the proxy listen on this unix socket.
+	UnixListen string
+	// Ulimit, when > 0, runs the proxy under `ulimit -n Ulimit`.
+	Ulimit int
+}
+
+// proxy is a running websockify.
+type proxy struct {
+	t       testing.TB
+	cmd     *exec.Cmd
+	network string // "tcp" or "unix"
+	addr    string // where clients connect
+	port    int
+	stderr  *lockedBuffer
+	stdout  *lockedBuffer
+	done    chan struct{} // closed when the process has exited
+	state   *os.ProcessState
+}
+
+// startProxy starts websockify proxying to target with extra options.
+func startProxy(t testing.TB, target string, opts ...string) *proxy {
+	t.Helper()
+	return launchProxy(t, proxyConfig{Args: append(append([]string{}, opts...), target)})
+}
+
+// launchProxy starts websockify on a fresh port and waits until it accepts
+// connections. It is killed when the test ends; its output is logged if the
+// test failed.
+func launchProxy(t testing.TB, cfg proxyConfig) *proxy {
+	t.Helper()
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		p, err := tryLaunch(t, cfg)
+		if err == nil {
+			return p
+		}
+		lastErr = err
+		if cfg.UnixListen != "" {
+			break // no port to retry with
+		}
+	}
+	t.Fatalf("websockify did not start: %v", lastErr)
+	return nil
+}
+
+func tryLaunch(t testing.TB, cfg proxyConfig) (*proxy, error) {
+	host := cfg.Host
+	if host == "" {
+		host = "127.0.0.1"
+	}
+	dialHost := host
+	portHost := host
+	if host == "-" {
+		dialHost, portHost = "127.0.0.1", "127.0.0.1"
+	}
+	port := freePort(t, portHost)
+	listen := strconv.Itoa(port)
+	if host != "-" {
+		listen = net.JoinHostPort(host, listen)
+	}
+	args := []string{listen}
+	if cfg.UnixListen != "" {
+		args = append(args, "--unix-listen", cfg.UnixListen)
+	}
+	args = append(args, cfg.Args...)
+
+	network, addr := "tcp", net.JoinHostPort(dialHost, strconv.Itoa(port))
+	if cfg.UnixListen != "" {
+		network, addr = "unix", cfg.UnixListen
+	}
+	return startProcess(t, args, cfg.Ulimit, network, addr, port)
+}
+
+// startProcess runs websockify with args (under `ulimit -n` when ulimit > 0)
+// and waits until network/addr accepts connections.
+func startProcess(t testing.TB, args []string, ulimit int, network, addr string, port int) (*proxy, error) {
+	var cmd *exec.Cmd
+	if ulimit > 0 {
+		script := fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, ulimit)
+		cmd = exec.Command("bash", append([]string{"-c", script, binPath}, args...)...)
+	} else {
+		cmd = exec.Command(binPath, args...)
+	}
+	p := &proxy{
+		t: t, cmd: cmd, port: port, network: network, addr: addr,
+		stderr: &lockedBuffer{}, stdout: &lockedBuffer{},
+		done: make(chan struct{}),
+	}
+	cmd.Stderr, cmd.Stdout = p.stderr, p.stdout
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	go func() {
+		_ = cmd.Wait()
+		p.state = cmd.ProcessState
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("websockify %s: stderr:\n%s", strings.Join(args, " "), truncate(p.stderr.String(), 20000))
+			if out := p.stdout.String(); out != "" {
+				t.Logf("websockify stdout:\n%s", truncate(out, 4000))
+			}
+		}
+	})
+
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-p.done:
+			return p, fmt.Errorf("exited early (%v): %s", p.state, p.stderr.String())
+		default:
+		}
+		c, err := net.DialTimeout(p.network, p.addr, 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return p, nil
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p.kill()
+	return nil, fmt.Errorf("not accepting on %s after 10s; stderr: %s", p.addr, p.stderr.String())
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n/2] + "\n[...]\n" + s[len(s)-n/2:]
+}
+
+// kill ends the process (if it still runs) and waits for it.
+func (p *proxy) kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+// running reports whether the process has not exited.
+func (p *proxy) running() bool {
+	select {
+	case <-p.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// waitExit waits up to d for the process to exit and returns its exit code.
+func (p *proxy) waitExit(d time.Duration) (int, bool) {
+	select {
+	case <-p.done:
+		return p.state.ExitCode(), true
+	case <-time.After(d):
+		return 0, false
+	}
+}
+
+// pid is the process id (the binary itself also under the ulimit wrapper,
+// which execs it).
+func (p *proxy) pid() int { return p.cmd.Process.Pid }
+
+// dial opens a raw connection to the proxy.
+func (p *proxy) dial() (net.Conn, error) {
+	return net.DialTimeout(p.network, p.addr, 5*time.Second)
+}
+
+// ---- one-shot command lines ----
+
+type cliResult struct {
+	code           int
+	stdout, stderr string
+}
+
+// runCLI runs websockify with args and waits (at most timeout) for it to exit.
+func runCLI(t testing.TB, timeout time.Duration, args ...string) cliResult {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, binPath, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		t.Fatalf("websockify %q did not exit within %v; stderr:\n%s", args, timeout, errb.String())
+	}
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("websockify %q: %v", args, err)
+	}
+	return cliResult{code: cmd.ProcessState.ExitCode(), stdout: out.String(), stderr: errb.String()}
+}
+
+// vmRSS reads VmRSS of pid in bytes.
+func vmRSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+			f := strings.Fields(rest)
+			if len(f) < 1 {
+				break
+			}
+			kb, err := strconv.ParseInt(f[0], 10, 64)
+			if err != nil {
+				return 0, err
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
