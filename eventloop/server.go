@@ -288,6 +288,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 		s.shutdown(e.Error())
 		return nil, gnet.Close
 	}
+	_ = c.SetNoDelay(true) // not inherited from the listener on every kernel; fails harmlessly on unix sockets
 	s.sessions.Add(1)
 	sess := newSession(l, c)
 	c.SetContext(sess)

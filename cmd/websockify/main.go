@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 
 	"github.com/gowebsockify/websockify/eventloop"
@@ -29,6 +30,13 @@ func main() {
 		os.Exit(2)
 	}
 	printBanner(os.Stderr, cfg)
+
+	// Idle sessions are the proxy's bulk: with the hot path allocation-free,
+	// the heap grows only when sessions are set up, so a lower GC target
+	// trades a little set-up CPU for about a third less memory per session.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(50)
+	}
 
 	stop := make(chan struct{})
 	sigs := make(chan os.Signal, 1)
