@@ -125,7 +125,7 @@ func (s *session) readRequest() gnet.Action {
 	s.writeClient(hs.Response)
 	s.logf(`"%s %s %s" 101 -`, req.Method, req.Target, req.Proto)
 	s.logf("%s: Plain non-SSL (ws://) WebSocket connection", s.addr)
-	s.logf("%s: Version %s, base64: '%v'", s.addr, hs.Version, hs.Mode == codec.Base64)
+	s.logf("%s: Version %s, base64: '%s'", s.addr, versionName(req, hs.Version), pyBool(hs.Mode == codec.Base64))
 	if req.Target != "" {
 		s.logf("%s: Path: '%s'", s.addr, req.Target)
 	}
@@ -137,6 +137,24 @@ func (s *session) readRequest() gnet.Action {
 	s.pauseClient()
 	s.startDial()
 	return gnet.None
+}
+
+// versionName names the protocol version as the original's log does.
+func versionName(req *codec.Request, v codec.Version) string {
+	switch v {
+	case codec.Hixie76:
+		return "hixie-76"
+	case codec.Hixie75:
+		return "hixie-75"
+	}
+	return "hybi-" + req.Header.Get("Sec-WebSocket-Version")
+}
+
+func pyBool(b bool) string {
+	if b {
+		return "True"
+	}
+	return "False"
 }
 
 // refuse answers an HTTP error and closes once it is flushed.

@@ -45,5 +45,3 @@ func (q *deadlineQueue) expire(now int64, fire func(*session)) {
 		q.items, q.head = q.items[:n], 0
 	}
 }
-
-func (q *deadlineQueue) len() int { return len(q.items) - q.head }
