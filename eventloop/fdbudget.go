@@ -23,6 +23,8 @@ type fdBudget struct {
 }
 
 // fdsPerDial is what a dial in progress holds beyond the client's own fd.
+// It is reserved when the client is admitted, so that a burst of admitted
+// clients cannot all dial at once past the limit.
 const fdsPerDial = 2
 
 func newFDBudget(loops int) *fdBudget {
@@ -36,11 +38,13 @@ func newFDBudget(loops int) *fdBudget {
 	return b
 }
 
-// admit counts a new client if a whole session (client, dial, target) fits.
+// admit reserves a whole session (client, dialed socket, target dup) if it
+// fits. The session gives back what it does not use: see session.startDial
+// and session.clientClosed.
 func (b *fdBudget) admit() bool {
-	n := b.inUse.Add(1)
-	if n+fdsPerDial+b.reserve > b.limit {
-		b.inUse.Add(-1)
+	n := b.inUse.Add(1 + fdsPerDial)
+	if n+b.reserve > b.limit {
+		b.inUse.Add(-1 - fdsPerDial)
 		return false
 	}
 	return true

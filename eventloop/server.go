@@ -282,7 +282,7 @@ func (s *Server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	l, err := s.loopOf(c)
 	if err != nil {
-		s.budget.add(-1)
+		s.budget.add(-1 - fdsPerDial)
 		e := fmt.Errorf("cannot pause reads: %w", err)
 		s.fatal.Store(&e)
 		s.shutdown(e.Error())

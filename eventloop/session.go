@@ -29,9 +29,10 @@ type session struct {
 	target gnet.Conn // nil until the dial completes
 	addr   string    // client address, for log lines
 
-	state    state
-	upgraded bool // a 101 went out (--run-once counts these)
-	waiting  bool // on l.waiting
+	state       state
+	upgraded    bool // a 101 went out (--run-once counts these)
+	dialStarted bool // the fds reserved for the dial at admission are in use
+	waiting     bool // on l.waiting
 
 	// Reading of each side can be paused (pause.go); a side marked for close
 	// is closed as soon as its output is flushed or its deadline passes.
@@ -187,7 +188,9 @@ func (s *session) forwardClient() {
 	}
 	wasPaused := s.clientPaused
 	n, err := s.dec.Feed(buf, s)
-	_, _ = c.Discard(n)
+	if n > 0 {
+		_, _ = c.Discard(n) // gnet discards everything for n <= 0
+	}
 	if n > 0 {
 		s.traffic(trafficFromClient)
 	}
@@ -228,7 +231,8 @@ func (s *session) closeWithFrame(code uint16, reason string, remote bool) {
 // ---- target side ----
 
 func (s *session) startDial() {
-	s.l.srv.budget.add(fdsPerDial)
+	s.dialStarted = true
+	budget := s.l.srv.budget
 	go func() {
 		ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
 		defer cancel()
@@ -239,15 +243,18 @@ func (s *session) startDial() {
 			if err != nil {
 				_ = conn.Close()
 			} else {
-				res := <-ch
-				err = res.Err
+				// gnet closes the dialed socket (it keeps a dup) before it
+				// closes the channel, so drain the channel, not one value.
+				for res := range ch {
+					err = res.Err
+				}
 			}
 		}
 		if err == nil {
-			s.l.srv.budget.add(-1) // gnet closed the dialed socket and keeps its dup
+			budget.add(-1) // the dialed socket; the dup is the target's fd
 			return
 		}
-		s.l.srv.budget.add(-fdsPerDial)
+		budget.add(-fdsPerDial)
 		_ = s.l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
 			s.dialFailed(err)
 			return nil
@@ -321,7 +328,11 @@ func (s *session) targetClosed(err error) {
 
 func (s *session) clientClosed(err error) {
 	s.clientGone = true
-	s.l.srv.budget.add(-1)
+	if s.dialStarted {
+		s.l.srv.budget.add(-1)
+	} else {
+		s.l.srv.budget.add(-1 - fdsPerDial) // the dial reserved at admission never ran
+	}
 	if s.state == proxying && !s.clientClosing {
 		s.logf("%s: Client disconnected", s.addr)
 	}
