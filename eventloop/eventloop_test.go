@@ -1,0 +1,81 @@
+package eventloop
+
+import (
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func TestDeadlineQueueFiresInOrderAndCompacts(t *testing.T) {
+	q := deadlineQueue{d: time.Second}
+	sessions := make([]*session, 3000)
+	for i := range sessions {
+		sessions[i] = &session{}
+		q.add(int64(i), sessions[i])
+	}
+	var fired []*session
+	collect := func(s *session) { fired = append(fired, s) }
+
+	q.expire(int64(time.Second)-1, collect) // nothing due yet
+	if len(fired) != 0 {
+		t.Fatalf("fired %d before due", len(fired))
+	}
+	q.expire(int64(time.Second)+1999, collect) // entries 0..1999 are due
+	if len(fired) != 2000 {
+		t.Fatalf("fired %d, want 2000", len(fired))
+	}
+	for i, s := range fired {
+		if s != sessions[i] {
+			t.Fatalf("fired out of order at %d", i)
+		}
+	}
+	if q.head != 0 || len(q.items) != 1000 {
+		t.Fatalf("not compacted: head %d, len %d", q.head, len(q.items))
+	}
+	q.expire(int64(10*time.Second), collect)
+	if len(fired) != 3000 {
+		t.Fatalf("fired %d, want 3000", len(fired))
+	}
+	q.add(0, &session{}) // an emptied queue reuses its slice from the start
+	if q.head != 0 || len(q.items) != 1 {
+		t.Fatalf("after reuse: head %d, len %d", q.head, len(q.items))
+	}
+}
+
+func TestDiscoverEpollFindsTheRegisteringDescriptor(t *testing.T) {
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(fds[0])
+	defer unix.Close(fds[1])
+	other, _ := unix.EpollCreate1(unix.EPOLL_CLOEXEC) // an epoll without the fd
+	defer unix.Close(other)
+	epfd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(epfd)
+
+	ev := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fds[0])}
+	if err := unix.EpollCtl(epfd, unix.EPOLL_CTL_ADD, fds[0], &ev); err != nil {
+		t.Fatal(err)
+	}
+	got, err := discoverEpoll(fds[0])
+	if err != nil || got != epfd {
+		t.Fatalf("discoverEpoll = %d, %v; want %d", got, err, epfd)
+	}
+	if _, err := discoverEpoll(fds[1]); err == nil {
+		t.Fatal("found an epoll for an fd registered nowhere")
+	}
+
+	// User data that is not the fd (gnet's poll_opt build) must be refused.
+	ev2 := unix.EpollEvent{Events: unix.EPOLLIN, Fd: int32(fds[1]) + 1000}
+	if err := unix.EpollCtl(other, unix.EPOLL_CTL_ADD, fds[1], &ev2); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := discoverEpoll(fds[1]); err == nil {
+		t.Fatal("accepted epoll user data that is not the fd")
+	}
+}
