@@ -56,10 +56,19 @@ func (m Mode) String() string {
 // Larger requests are answered 431.
 const MaxHeaderBytes = 16 << 10
 
+// MaxUnaliasedPayload is the longest chunk the decoder hands to
+// Output.ToTarget from its own storage (one decoded base64 quantum that
+// straddled two reads) rather than from the input.
+const MaxUnaliasedPayload = 3
+
 // Output receives what the decoder produces. The slices are valid only during
 // the call: an implementation copies them (gnet's Write does).
 type Output interface {
-	// ToTarget gets payload bytes for the target, in order.
+	// ToTarget gets payload bytes for the target, in order. A p longer
+	// than MaxUnaliasedPayload lies inside the in given to Feed and stays
+	// valid until the caller reuses in, so a caller may gather several
+	// before writing them; a shorter one may live in the decoder and is
+	// valid only during the call.
 	ToTarget(p []byte)
 	// ToClient gets complete frames for the client (pongs).
 	ToClient(p []byte)

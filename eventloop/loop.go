@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gowebsockify/websockify/codec"
 	"github.com/panjf2000/gnet/v2"
 )
 
@@ -28,6 +29,11 @@ type loop struct {
 	scratch []byte
 	iov     [2][]byte // header and payload of a binary frame, for Writev
 
+	// targetIov gathers the payload chunks decoded from one client read;
+	// smallBytes holds copies of the chunks that do not point into the read.
+	targetIov  [][]byte
+	smallBytes []byte
+
 	tickQueued    atomic.Bool // a tick is queued with Execute and has not run yet
 	wantsFastTick atomic.Bool // waiting is not empty
 }
@@ -40,6 +46,8 @@ func newLoop(s *Server, el gnet.EventLoop, epfd int) *loop {
 		firstByte:   deadlineQueue{d: firstByteTimeout},
 		requestHead: deadlineQueue{d: requestHeadTimeout},
 		heartbeat:   deadlineQueue{d: s.cfg.Heartbeat},
+		targetIov:   make([][]byte, 0, 64),
+		smallBytes:  make([]byte, 0, 64*codec.MaxUnaliasedPayload),
 	}
 }
 
@@ -58,10 +66,12 @@ func (l *loop) wait(s *session) {
 	}
 	s.waiting = true
 	l.waiting = append(l.waiting, s)
-	l.wantsFastTick.Store(true)
+	if !l.wantsFastTick.Swap(true) {
+		l.srv.kickTicker()
+	}
 }
 
-// Run is the loop's tick, queued by Server.OnTick; it runs on the loop.
+// Run is the loop's tick, queued by Server.runTicker; it runs on the loop.
 func (l *loop) Run(context.Context) error {
 	l.tickQueued.Store(false)
 	now := time.Now().UnixNano()

@@ -56,7 +56,7 @@ const (
 	dialTimeout        = 10 * time.Second
 	drainTimeout       = 10 * time.Second
 
-	tickFast = 2 * time.Millisecond   // while any read is paused or a close waits for a flush
+	tickFast = 1 * time.Millisecond   // while any read is paused or a close waits for a flush
 	tickSlow = 100 * time.Millisecond // timers only
 
 	// Reading of a side stops when its peer has more than pauseAbove bytes
@@ -66,7 +66,7 @@ const (
 	resumeBelow     = 256 << 10
 	hardOutboundCap = 16 << 20
 
-	readChunk = 64 << 10 // gnet's per-loop read buffer: the most one read adds
+	readChunk = 256 << 10 // gnet's per-loop read buffer: the most one read adds
 	// maxPending bounds what a client may send before its target is up.
 	maxPending = 1 << 20
 )
@@ -78,6 +78,7 @@ type Server struct {
 	started time.Time
 
 	engine   gnet.Engine
+	kick     chan struct{} // wakes the ticker early
 	loopsMu  sync.Mutex
 	loops    map[gnet.EventLoop]*loop
 	sessions atomic.Int64 // open client connections
@@ -102,7 +103,7 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 	if cfg.Log == nil {
 		cfg.Log = NewLogger(os.Stderr, cfg.Verbose)
 	}
-	s := &Server{cfg: cfg, loops: make(map[gnet.EventLoop]*loop), started: time.Now()}
+	s := &Server{cfg: cfg, loops: make(map[gnet.EventLoop]*loop), started: time.Now(), kick: make(chan struct{}, 1)}
 	s.lastIdle.Store(s.started.UnixNano())
 	s.budget = newFDBudget(cfg.Loops)
 
@@ -117,6 +118,9 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 		<-stop
 		s.shutdown("signal")
 	}()
+	tickerDone := make(chan struct{})
+	defer close(tickerDone)
+	go s.runTicker(tickerDone)
 	err := gnet.Run(s, proto,
 		gnet.WithNumEventLoop(cfg.Loops),
 		gnet.WithReusePort(true),
@@ -125,7 +129,6 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 		gnet.WithReadBufferCap(readChunk),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
 		gnet.WithTCPKeepAlive(60*time.Second),
-		gnet.WithTicker(true),
 		gnet.WithLogLevel(logging.ErrorLevel),
 		gnet.WithLogger(gnetLogger{cfg.Log}),
 	)
@@ -192,28 +195,58 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 	return gnet.None
 }
 
-// OnTick runs on gnet's ticker goroutine, never on a loop: it only queues
-// each loop's tick onto that loop, and checks the process-wide timers.
-func (s *Server) OnTick() (time.Duration, gnet.Action) {
-	now := time.Now()
-	if s.checkProcessTimers(now) {
-		return tickSlow, gnet.None
-	}
-	fast := false
-	s.loopsMu.Lock()
-	for el, l := range s.loops {
-		if l.wantsFastTick.Load() {
-			fast = true
+// runTicker drives every loop's timers and read resumption. It runs on its
+// own goroutine, never on a loop: it only queues each loop's tick onto that
+// loop with Execute. gnet's OnTick is not used because its timer cannot be
+// cut short: a read paused while it sleeps the slow period would stay paused
+// that long, which is what capped throughput at a fraction of loopback's.
+func (s *Server) runTicker(done <-chan struct{}) {
+	timer := time.NewTimer(tickSlow)
+	defer timer.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-s.kick:
+			if !timer.Stop() {
+				select {
+				case <-timer.C:
+				default:
+				}
+			}
+		case <-timer.C:
 		}
-		if !l.tickQueued.Swap(true) {
-			_ = el.Execute(context.Background(), l)
+		now := time.Now()
+		if s.checkProcessTimers(now) {
+			timer.Reset(tickSlow)
+			continue
+		}
+		fast := false
+		s.loopsMu.Lock()
+		for el, l := range s.loops {
+			if l.wantsFastTick.Load() {
+				fast = true
+			}
+			if !l.tickQueued.Swap(true) {
+				_ = el.Execute(context.Background(), l)
+			}
+		}
+		s.loopsMu.Unlock()
+		if fast {
+			timer.Reset(tickFast)
+		} else {
+			timer.Reset(tickSlow)
 		}
 	}
-	s.loopsMu.Unlock()
-	if fast {
-		return tickFast, gnet.None
+}
+
+// kickTicker makes the ticker run now; a loop calls it when it starts
+// needing the fast tick.
+func (s *Server) kickTicker() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
 	}
-	return tickSlow, gnet.None
 }
 
 // checkProcessTimers applies --timeout and --idle-timeout; it reports

@@ -188,6 +188,7 @@ func (s *session) forwardClient() {
 	}
 	wasPaused := s.clientPaused
 	n, err := s.dec.Feed(buf, s)
+	s.flushTarget()
 	if n > 0 {
 		_, _ = c.Discard(n) // gnet discards everything for n <= 0
 	}
@@ -209,8 +210,23 @@ func (s *session) forwardClient() {
 	}
 }
 
-// ToTarget implements codec.Output.
-func (s *session) ToTarget(p []byte) { s.writeTarget(p) }
+// ToTarget implements codec.Output. A read often holds several frames, so
+// their payloads are gathered and written to the target with one writev by
+// flushTarget, which must run before the client's input is discarded: the
+// slices point into it. The few bytes the decoder hands out from its own
+// storage are copied, since they are valid only during the call.
+func (s *session) ToTarget(p []byte) {
+	l := s.l
+	if len(l.targetIov) == cap(l.targetIov) || len(l.smallBytes)+len(p) > cap(l.smallBytes) {
+		s.flushTarget()
+	}
+	if len(p) <= codec.MaxUnaliasedPayload {
+		start := len(l.smallBytes)
+		l.smallBytes = append(l.smallBytes, p...)
+		p = l.smallBytes[start:]
+	}
+	l.targetIov = append(l.targetIov, p)
+}
 
 // ToClient implements codec.Output.
 func (s *session) ToClient(p []byte) { s.writeClient(p) }
@@ -453,16 +469,26 @@ func (s *session) writevClient(head, body []byte) {
 	}
 }
 
-func (s *session) writeTarget(p []byte) {
-	if s.target == nil || s.targetGone {
+func (s *session) flushTarget() {
+	iov := s.l.targetIov
+	if len(iov) == 0 {
 		return
 	}
-	before := s.target.OutboundBuffered()
-	_, _ = s.target.Write(p)
-	s.traffic(trafficToTarget)
-	if (s.targetPaused || s.targetClosing) && before == 0 && s.target.OutboundBuffered() > 0 {
-		s.setReading(s.target, false)
+	if s.target != nil && !s.targetGone {
+		before := s.target.OutboundBuffered()
+		if len(iov) == 1 {
+			_, _ = s.target.Write(iov[0])
+		} else {
+			_, _ = s.target.Writev(iov)
+		}
+		s.traffic(trafficToTarget)
+		if (s.targetPaused || s.targetClosing) && before == 0 && s.target.OutboundBuffered() > 0 {
+			s.setReading(s.target, false)
+		}
 	}
+	clear(iov)
+	s.l.targetIov = iov[:0]
+	s.l.smallBytes = s.l.smallBytes[:0]
 }
 
 // applyBackpressure pauses reading a side whose peer is backed up, and

@@ -26,6 +26,8 @@
 package main
 
 import (
+	"errors"
+	"flag"
 	"fmt"
 	"os"
 	"syscall"
@@ -70,6 +72,9 @@ func main() {
 		fmt.Fprintf(os.Stderr, "loadtest: unknown mode %q\n", mode)
 		usage()
 		os.Exit(2)
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "loadtest %s: %v\n", mode, err)

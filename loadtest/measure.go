@@ -126,8 +126,10 @@ func runMeasurement(mode string, args []string) error {
 		}
 	})
 
+	res.LoadAvg1 = loadAverage()
 	e, err := setUp(cfg, res)
 	if err == nil {
+		machine := startOtherCPU()
 		switch mode {
 		case "throughput":
 			err = runThroughput(e)
@@ -143,6 +145,7 @@ func runMeasurement(mode string, args []string) error {
 			// numbers looked fine until then.
 			err = e.proxy.alive()
 		}
+		res.OtherCPUPct = machine.percent()
 	}
 	runCleanups()
 	if err != nil {

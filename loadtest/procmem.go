@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // memSnapshot is the memory of a proxy's whole process tree (one process for
@@ -111,7 +112,8 @@ func treeMemory(root int) memSnapshot {
 }
 
 // treeCPUTicks is the CPU time, in clock ticks, used so far by root's tree:
-// live processes' own time plus what reaped children left in root's cutime.
+// live processes' own time plus what their exited and reaped children left
+// in their cutime and cstime (a forking proxy's finished sessions).
 func treeCPUTicks(root int) int64 {
 	var total int64
 	for _, pid := range processTree(root) {
@@ -119,12 +121,65 @@ func treeCPUTicks(root int) int64 {
 		if err != nil {
 			continue
 		}
-		total += st.utime + st.stime
-		if pid == root {
-			total += st.cutime + st.cstime
-		}
+		total += st.utime + st.stime + st.cutime + st.cstime
 	}
 	return total
+}
+
+// machineBusyTicks is the CPU time all processors spent running processes,
+// from the first line of /proc/stat: user, nice, system, and steal (time
+// the hypervisor gave to someone else). Interrupt and softirq time is left
+// out: loopback traffic is processed there, much of it ours, and charged to
+// no process.
+func machineBusyTicks() int64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return -1
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line)
+	if len(f) < 9 || f[0] != "cpu" {
+		return -1
+	}
+	var busy int64
+	for _, i := range []int{1, 2, 3, 8} {
+		n, _ := strconv.ParseInt(f[i], 10, 64)
+		busy += n
+	}
+	return busy
+}
+
+// otherCPU measures what the rest of the machine did during a run: busy
+// time minus this tool's own process tree (client, target and a proxy it
+// started) and minus kernel threads (ksoftirqd and kworkers do part of the
+// loopback work this run causes). Other jobs on a shared machine make every
+// figure noisy, and this says how much.
+type otherCPU struct {
+	busy, ours int64
+	t          time.Time
+}
+
+// kthreaddPID is the parent of every kernel thread.
+const kthreaddPID = 2
+
+func ourTicks() int64 { return treeCPUTicks(os.Getpid()) + treeCPUTicks(kthreaddPID) }
+
+func startOtherCPU() otherCPU {
+	return otherCPU{busy: machineBusyTicks(), ours: ourTicks(), t: time.Now()}
+}
+
+// percent of one core used by processes outside this tool's tree.
+func (o otherCPU) percent() float64 {
+	busy := machineBusyTicks()
+	if o.busy < 0 || busy < 0 {
+		return -1
+	}
+	el := time.Since(o.t).Seconds()
+	if el <= 0 {
+		return -1
+	}
+	other := float64((busy-o.busy)-(ourTicks()-o.ours)) / clockTicks
+	return max(0, 100*other/el)
 }
 
 // clockTicks is USER_HZ, 100 on every Linux this runs on.
@@ -185,4 +240,21 @@ func memAvailable() int64 {
 		}
 	}
 	return -1
+}
+
+// loadAverage is the one-minute load average, -1 if unknown.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return -1
+	}
+	v, err := strconv.ParseFloat(f[0], 64)
+	if err != nil {
+		return -1
+	}
+	return v
 }

@@ -53,7 +53,7 @@ func reportMain(args []string) error {
 		return err
 	}
 	if fs.NArg() == 0 {
-		return errors.New("usage: loadtest report [flags] RESULTS.jsonl...")
+		return errors.New("no results files given (usage: loadtest report [flags] RESULTS.jsonl ...)")
 	}
 	var results []*Result
 	for _, path := range fs.Args() {
@@ -150,6 +150,7 @@ func writeReport(b *strings.Builder, all []*Result, f *reportFlags) {
 		"\"vs relay\" is the median over the relay's median. MB/s is 10^6 bytes per second. " +
 		"Proxy CPU is the proxy's whole process tree, in % of one core, during the measurement.\n\n")
 
+	writeMachineNoise(b, all)
 	writeVerdicts(b, rs, f.ours)
 	writeThroughput(b, rs, labels)
 	writeEcho(b, rs, labels)
@@ -176,7 +177,44 @@ func ratio(a, b *Spread) string {
 	if a == nil || b == nil || b.Median == 0 {
 		return "-"
 	}
-	return fmt.Sprintf("%.2f", a.Median/b.Median)
+	q := a.Median / b.Median
+	if q < 0.1 {
+		return fmt.Sprintf("%.3f", q)
+	}
+	return fmt.Sprintf("%.2f", q)
+}
+
+// noisyOtherCPU is the share of a core other processes may take during a run
+// before the report calls that run noisy.
+const noisyOtherCPU = 25
+
+// writeMachineNoise says how busy the rest of the machine was: on a shared
+// machine other jobs take CPU from the client, the target and the proxy.
+func writeMachineNoise(b *strings.Builder, all []*Result) {
+	var pcts []float64
+	var noisy []string
+	for _, r := range all {
+		if r.OtherCPUPct < 0 {
+			continue
+		}
+		pcts = append(pcts, r.OtherCPUPct)
+		if r.OtherCPUPct > noisyOtherCPU {
+			what := r.Label + " " + r.Mode
+			if r.Dir != "" {
+				what += " " + r.Dir
+			}
+			noisy = append(noisy, fmt.Sprintf("%s (%.0f%%)", what, r.OtherCPUPct))
+		}
+	}
+	sp := newSpread(pcts)
+	if sp == nil {
+		return
+	}
+	fmt.Fprintf(b, "Processes outside the benchmark used %s%% of one core during the runs (median [min–max] over runs).", sp.format(fmtFloat(0)))
+	if len(noisy) > 0 {
+		fmt.Fprintf(b, " **Noisy runs** (over %d%%: the machine was shared with other work, rerun for firm figures): %s.", noisyOtherCPU, strings.Join(noisy, ", "))
+	}
+	b.WriteString("\n\n")
 }
 
 func writeThroughput(b *strings.Builder, rs resultSet, labels []string) {
@@ -235,7 +273,7 @@ func writeEcho(b *strings.Builder, rs resultSet, labels []string) {
 	}
 	b.WriteString("### Round trips under many connections\n\n")
 	if any != nil {
-		fmt.Fprintf(b, "%d connections wanted, each sending %d bytes and waiting for the echo, then pausing %.0f ms on average; %d windows of %.0f s on the same connections.\n\n",
+		fmt.Fprintf(b, "%d connections wanted, each sending %d bytes and waiting for the echo, then pausing %.0f ms on average; %d windows of %g s on the same connections.\n\n",
 			any.ConnsWanted, any.MsgBytes, any.ThinkMs, windowsOf(any.RTPerSec), any.WindowSeconds)
 	}
 	b.WriteString("| proxy | connections open | round trips/s | p50 | p99 | max | proxy CPU % | errors |\n")
@@ -257,7 +295,7 @@ func writeEcho(b *strings.Builder, rs resultSet, labels []string) {
 func writeSetup(b *strings.Builder, rs resultSet, labels []string) {
 	b.WriteString("### Session set-up rate\n\n")
 	if r := firstOf(rs, "setup", labels); r != nil {
-		fmt.Fprintf(b, "%d clients at once, each looping over: connect, handshake, one byte echoed, close. %d windows of %.0f s.\n\n",
+		fmt.Fprintf(b, "%d clients at once, each looping over: connect, handshake, one byte echoed, close. %d windows of %g s.\n\n",
 			r.Concurrency, windowsOf(r.SessionsPerSec), r.WindowSeconds)
 	}
 	b.WriteString("| proxy | sessions/s | vs relay | p50 | p99 | proxy CPU % | errors |\n")

@@ -65,6 +65,12 @@ type Result struct {
 	AliveOK       int           `json:"alive_ok,omitempty"`
 	SettleSeconds float64       `json:"settle_s,omitempty"`
 
+	// The machine around the run: CPU used by processes other than the
+	// client, the target and a proxy this tool started, in % of one core
+	// (averaged over the run), and the load average when it started.
+	OtherCPUPct float64 `json:"other_cpu_pct"`
+	LoadAvg1    float64 `json:"loadavg_1m"`
+
 	Errors errorTally `json:"errors"`
 }
 
@@ -172,7 +178,7 @@ func summarize(r *Result) string {
 			s += fmt.Sprintf(" (median [min–max] of %d)", len(r.MBps.Samples))
 		}
 	case "echo":
-		s = fmt.Sprintf("echo %s: %d/%d conns, %d round trips of %d B in %d×%.0fs, %s/s, p50 %s, p99 %s, max %s",
+		s = fmt.Sprintf("echo %s: %d/%d conns, %d round trips of %d B in %d×%gs, %s/s, p50 %s, p99 %s, max %s",
 			r.Label, r.ConnsOpen, r.ConnsWanted, r.RoundTrips, r.MsgBytes, windowsOf(r.RTPerSec), r.WindowSeconds,
 			r.RTPerSec.format(fmtFloat(0)), r.RTTP50us.format(fmtDurUs), r.RTTP99us.format(fmtDurUs), fmtDurUs(r.RTTMaxUs))
 		if r.ConnsLost > 0 {
@@ -190,6 +196,9 @@ func summarize(r *Result) string {
 	}
 	if r.ProxyCPU != nil {
 		s += fmt.Sprintf(", proxy CPU %s%%", r.ProxyCPU.format(fmtFloat(0)))
+	}
+	if r.OtherCPUPct >= 20 {
+		s += fmt.Sprintf(" [other processes used %.0f%% of a core meanwhile]", r.OtherCPUPct)
 	}
 	if r.StopReason != "" {
 		s += "; stopped opening: " + r.StopReason
