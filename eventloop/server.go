@@ -120,6 +120,7 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 	}()
 	tickerDone := make(chan struct{})
 	defer close(tickerDone)
+	defer cfg.Log.Flush()
 	go s.runTicker(tickerDone)
 	err := gnet.Run(s, proto,
 		gnet.WithNumEventLoop(cfg.Loops),
@@ -216,6 +217,7 @@ func (s *Server) runTicker(done <-chan struct{}) {
 			}
 		case <-timer.C:
 		}
+		s.cfg.Log.Flush()
 		now := time.Now()
 		if s.checkProcessTimers(now) {
 			timer.Reset(tickSlow)
@@ -372,12 +374,15 @@ func (s *Server) sessionEnded(wasUpgraded bool) {
 	}
 }
 
-// dialTarget connects to the configured target, trying every resolved
-// address in order.
+// dialTarget connects to the configured target. Go's dialer already tries
+// every resolved address in order (and skips the resolver for an IP
+// literal); with -6 the IPv6 addresses are tried first.
 func (s *Server) dialTarget(ctx context.Context) (net.Conn, error) {
-	d := net.Dialer{Timeout: dialTimeout, KeepAlive: 60 * time.Second}
-	if s.cfg.TargetNetwork == "unix" {
-		return d.DialContext(ctx, "unix", s.cfg.TargetAddr)
+	// ctx carries the timeout. SO_KEEPALIVE with the system's timings, as
+	// the original sets it; each timing would cost a syscall per session.
+	d := net.Dialer{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}}
+	if s.cfg.TargetNetwork == "unix" || !s.cfg.PreferIPv6 {
+		return d.DialContext(ctx, s.cfg.TargetNetwork, s.cfg.TargetAddr)
 	}
 	host, port, err := net.SplitHostPort(s.cfg.TargetAddr)
 	if err != nil {
@@ -387,26 +392,17 @@ func (s *Server) dialTarget(ctx context.Context) (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	if s.cfg.PreferIPv6 {
-		sortIPv6First(ips)
+	if len(ips) == 0 {
+		return nil, fmt.Errorf("no address for %s", host)
 	}
-	var firstErr error
+	sortIPv6First(ips)
 	for _, ip := range ips {
-		c, err := d.DialContext(ctx, "tcp", net.JoinHostPort(ip.String(), port))
-		if err == nil {
-			if tc, ok := c.(*net.TCPConn); ok {
-				_ = tc.SetNoDelay(true)
-			}
+		var c net.Conn
+		if c, err = d.DialContext(ctx, "tcp", net.JoinHostPort(ip.String(), port)); err == nil {
 			return c, nil
 		}
-		if firstErr == nil {
-			firstErr = err
-		}
 	}
-	if firstErr == nil {
-		firstErr = fmt.Errorf("no address for %s", host)
-	}
-	return nil, firstErr
+	return nil, err
 }
 
 func sortIPv6First(ips []net.IPAddr) {

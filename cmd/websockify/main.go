@@ -47,7 +47,9 @@ func main() {
 		close(stop)
 	}()
 
-	if err := eventloop.Serve(cfg, stop); err != nil {
+	err = eventloop.Serve(cfg, stop)
+	cfg.Log.Flush()
+	if err != nil {
 		fmt.Fprintf(os.Stderr, "websockify: %v\n", err)
 		os.Exit(1)
 	}
