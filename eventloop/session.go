@@ -17,7 +17,7 @@ type state uint8
 const (
 	sniffing  state = iota // waiting for the first bytes
 	reading                // reading the HTTP request head
-	dialing                // 101 sent, target being dialed; client reads paused
+	dialing                // 101 sent, target being dialed; what the client sends meanwhile is held
 	proxying               // both sides up
 	finishing              // flushing before close; reads ignored
 )
@@ -86,12 +86,16 @@ func (s *session) clientReadable() gnet.Action {
 		return s.readRequest()
 	case dialing:
 		// The client spoke before its target was up: keep the bytes for the
-		// target (they are forwarded in targetOpened) but read no more.
-		if c.InboundBuffered() > maxPending {
+		// target (they are forwarded in targetOpened). A little is usual (a
+		// VNC client's first message) and is held without pausing, which
+		// would cost two epoll_ctl calls; past one read chunk, stop reading.
+		switch n := c.InboundBuffered(); {
+		case n > maxPending:
 			s.logf("%s: too much data before the target connected", s.addr)
 			return gnet.Close
+		case n >= readChunk:
+			s.pauseClient()
 		}
-		s.pauseClient()
 		return gnet.None
 	case proxying:
 		s.forwardClient()
@@ -247,6 +251,7 @@ func (s *session) closeWithFrame(code uint16, reason string, remote bool) {
 // ---- target side ----
 
 func (s *session) startDial() {
+	s.logf("connecting to: %s", s.l.srv.cfg.TargetAddr)
 	s.dialStarted = true
 	budget := s.l.srv.budget
 	// Dials run on gnet's worker pool (the one Enroll uses too), whose
@@ -290,7 +295,6 @@ func (s *session) dialFailed(err error) {
 		return
 	}
 	s.logf("%s: Failed to connect to %s: %v", s.addr, s.l.srv.cfg.TargetAddr, err)
-	s.state = proxying // so closeWithFrame's bookkeeping applies
 	s.closeWithFrame(1011, "Failed to connect to downstream server", false)
 }
 
@@ -301,7 +305,6 @@ func (s *session) targetOpened(c gnet.Conn) gnet.Action {
 		return gnet.Close // OnClose releases the fd
 	}
 	s.state = proxying
-	s.logf("%s: connecting to: %s", s.addr, s.l.srv.cfg.TargetAddr)
 	if s.l.srv.cfg.Heartbeat > 0 && s.enc.Version == codec.HyBi {
 		s.l.heartbeat.add(time.Now().UnixNano(), s)
 	}

@@ -183,15 +183,12 @@ func TestModesThroughRelay(t *testing.T) {
 	}
 }
 
-// The WebSocket client against a real websockify, when the machine has
-// Debian's.
+// The WebSocket client against a real websockify: Debian's, which
+// scripts/install-test-deps.sh installs.
 func TestWebSocketThroughPythonWebsockify(t *testing.T) {
 	const python = "/usr/bin/websockify"
 	if _, err := os.Stat(python); err != nil {
-		t.Skip("no " + python)
-	}
-	if testing.Short() {
-		t.Skip("starts Python")
+		t.Fatalf("%s is missing: run scripts/install-test-deps.sh (make test does)", python)
 	}
 	cfg := &settings{mode: "throughput", proxyCmd: python + " {listen} {target}", label: "python",
 		target: "127.0.0.1:0", opTimeout: 30 * time.Second, repeat: 1, dir: "up", nbytes: 1 << 20, frameSize: 64 << 10}

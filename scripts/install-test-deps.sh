@@ -6,6 +6,7 @@ need_apt=()
 command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ] || need_apt+=(golang-go)
 command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v bash >/dev/null 2>&1 || need_apt+=(bash)
+[ -x /usr/bin/websockify ] || need_apt+=(websockify) # the Python original, which loadtest's tests drive too
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	echo "installing: ${need_apt[*]}"
