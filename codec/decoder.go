@@ -27,15 +27,15 @@ func invalidData(reason string) *CloseError {
 
 // What the decoder expects next.
 const (
-	atHeader  uint8 = iota // HyBi: a frame header; Hixie: a frame type byte
-	inData                 // payload of a data frame (Hixie: text up to 0xFF)
-	inControl              // HyBi: payload of a control frame, buffered in ctl
+	atHeader uint8 = iota // HyBi: a frame header; Hixie: a frame type byte
+	inData                // payload of a data frame (Hixie: text up to 0xFF)
 )
 
 // Decoder turns the client's byte stream into target payload, streaming:
-// it never holds a whole message, only a control frame's payload (at most
-// 125 bytes) and up to three base64 characters. Its zero value is not
-// usable; see NewDecoder.
+// it never holds a whole message, only up to three base64 characters. A
+// control frame is answered only once all of it is in (it is at most 131
+// bytes), straight from the caller's buffer, so an idle session carries no
+// buffer for it. Its zero value is not usable; see NewDecoder.
 type Decoder struct {
 	v         Version
 	m         Mode
@@ -44,13 +44,9 @@ type Decoder struct {
 	fin       bool      // the current frame ends its message
 	inMessage bool      // a data message has started and not ended
 	maskPos   uint8     // payload bytes of the current frame so far, mod 4
-	ctlN      uint8     // control payload bytes buffered so far
 	mask      [4]byte
 	remain    uint64 // payload bytes of the current frame still to come
 	b64       base64Stream
-	// ctl holds a control frame's payload at ctl[2:]; the two bytes in front
-	// take the pong's header, so the pong goes out without a copy.
-	ctl [2 + ws.MaxControlFramePayloadSize]byte
 }
 
 // NewDecoder returns a decoder for a connection of version v in mode m.
@@ -68,8 +64,9 @@ func NewDecoder(v Version, m Mode) Decoder {
 // it did not consume must be offered again with more appended. A non-nil
 // error is a *CloseError.
 //
-// Only an incomplete frame header is left unconsumed: at most 13 bytes for
-// HyBi, one (a lone 0xFF) for Hixie. Payload is passed on as soon as it is
+// Only an incomplete frame header (at most 13 bytes) or an incomplete
+// control frame (at most 131) is left unconsumed for HyBi, and one byte (a
+// lone 0xFF) for Hixie. Bytes left unconsumed are not modified. Payload is passed on as soon as it is
 // in, however much of the frame is still to come.
 //
 // On error, n counts the bytes consumed before the frame header or payload
@@ -93,9 +90,17 @@ func (d *Decoder) feedHyBi(in []byte, out Output) (n int, err error) {
 			if err != nil || size == 0 {
 				return n, err
 			}
+			if d.op.IsControl() {
+				frame := in[n : n+size+int(d.remain)]
+				n += len(frame)
+				if err := d.control(frame, size, out); err != nil {
+					return n, err
+				}
+				continue
+			}
 			n += size
 			if d.remain == 0 {
-				if err := d.endFrame(out); err != nil {
+				if err := d.endFrame(); err != nil {
 					return n, err
 				}
 			}
@@ -116,21 +121,7 @@ func (d *Decoder) feedHyBi(in []byte, out Output) (n int, err error) {
 			}
 			n += len(p)
 			if d.remain == 0 {
-				if err := d.endFrame(out); err != nil {
-					return n, err
-				}
-			}
-
-		case inControl:
-			p := d.nextPayload(in[n:])
-			if len(p) == 0 {
-				return n, nil
-			}
-			ws.Cipher(p, d.mask, int(d.ctlN))
-			d.ctlN += uint8(copy(d.ctl[2+int(d.ctlN):], p))
-			n += len(p)
-			if d.remain == 0 {
-				if err := d.endFrame(out); err != nil {
+				if err := d.endFrame(); err != nil {
 					return n, err
 				}
 			}
@@ -149,7 +140,8 @@ func (d *Decoder) nextPayload(in []byte) []byte {
 }
 
 // readHeader parses the frame header at the start of p and returns its size,
-// or 0 when p does not hold all of it yet. Whatever the first two bytes can
+// or 0 when p does not hold all of it yet (for a control frame: all of the
+// frame). Whatever the first two bytes can
 // tell is checked before the rest arrives.
 func (d *Decoder) readHeader(p []byte) (int, error) {
 	if len(p) < 2 {
@@ -186,7 +178,7 @@ func (d *Decoder) readHeader(p []byte) (int, error) {
 	case 127:
 		size += 8
 	}
-	if len(p) < size+4 {
+	if len(p) < size+4 || (h.OpCode.IsControl() && len(p) < size+4+len7) {
 		return 0, nil
 	}
 	switch len7 {
@@ -205,36 +197,42 @@ func (d *Decoder) readHeader(p []byte) (int, error) {
 
 	d.op, d.fin, d.mask = h.OpCode, h.Fin, h.Mask
 	d.remain = uint64(h.Length)
-	d.maskPos, d.ctlN = 0, 0
-	if h.OpCode.IsControl() {
-		d.state = inControl
-	} else {
+	d.maskPos = 0
+	if !h.OpCode.IsControl() {
 		d.state = inData
 		d.inMessage = true
 	}
 	return size + 4, nil
 }
 
-// endFrame acts on a frame whose payload is all in: the end of a message,
-// or a complete control frame.
-func (d *Decoder) endFrame(out Output) error {
-	d.state = atHeader
+// control answers a complete control frame, header and payload, in place.
+func (d *Decoder) control(frame []byte, headerSize int, out Output) error {
+	payload := frame[headerSize:]
+	ws.Cipher(payload, d.mask, 0)
+	d.remain = 0
 	switch d.op {
 	case ws.OpPing:
-		d.ctl[0] = 0x80 | byte(ws.OpPong)
-		d.ctl[1] = d.ctlN
-		out.ToClient(d.ctl[:2+int(d.ctlN)])
-	case ws.OpPong:
+		// A client frame's header is at least six bytes (it is masked):
+		// room for the pong's two right before the payload.
+		pong := frame[headerSize-2:]
+		pong[0] = 0x80 | byte(ws.OpPong)
+		pong[1] = byte(len(payload))
+		out.ToClient(pong)
 	case ws.OpClose:
-		return d.closeFrame(d.ctl[2 : 2+int(d.ctlN)])
-	default:
-		if !d.fin {
-			return nil
-		}
-		d.inMessage = false
-		if d.m == Base64 {
-			return d.b64.end()
-		}
+		return d.closeFrame(payload)
+	}
+	return nil // a pong is ignored
+}
+
+// endFrame acts on a data frame whose payload is all in.
+func (d *Decoder) endFrame() error {
+	d.state = atHeader
+	if !d.fin {
+		return nil
+	}
+	d.inMessage = false
+	if d.m == Base64 {
+		return d.b64.end()
 	}
 	return nil
 }
