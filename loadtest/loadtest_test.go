@@ -134,16 +134,7 @@ func runMode(t *testing.T, cfg *settings) *Result {
 	if err != nil {
 		t.Fatal(err)
 	}
-	switch cfg.mode {
-	case "throughput":
-		err = runThroughput(e)
-	case "echo":
-		err = runEcho(e)
-	case "setup":
-		err = runSetup(e)
-	case "hold":
-		err = runHold(e)
-	}
+	err = runModeOn(e, cfg.mode)
 	if err != nil {
 		t.Fatalf("%s: %v (%s)", cfg.mode, err, summarize(res))
 	}

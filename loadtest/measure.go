@@ -130,16 +130,7 @@ func runMeasurement(mode string, args []string) error {
 	e, err := setUp(cfg, res)
 	if err == nil {
 		machine := startOtherCPU()
-		switch mode {
-		case "throughput":
-			err = runThroughput(e)
-		case "echo":
-			err = runEcho(e)
-		case "setup":
-			err = runSetup(e)
-		case "hold":
-			err = runHold(e)
-		}
+		err = runModeOn(e, mode)
 		if err == nil && e.proxy != nil {
 			// A proxy that crashed under load fails the run even if the
 			// numbers looked fine until then.
@@ -293,3 +284,18 @@ func (m cpuMeter) percent() float64 {
 // background is the context for dials: the hard watchdog is what bounds the
 // run; individual steps carry their own deadlines.
 var background = context.Background()
+
+// runModeOn runs one measurement mode on a prepared environment.
+func runModeOn(e *env, mode string) error {
+	switch mode {
+	case "throughput":
+		return runThroughput(e)
+	case "echo":
+		return runEcho(e)
+	case "setup":
+		return runSetup(e)
+	case "hold":
+		return runHold(e)
+	}
+	return fmt.Errorf("unknown mode %q", mode)
+}

@@ -29,16 +29,6 @@ type tconn struct {
 	done chan struct{}
 }
 
-// waitDone waits up to d for the handler of c to return.
-func (c *tconn) waitDone(d time.Duration) bool {
-	select {
-	case <-c.done:
-		return true
-	case <-time.After(d):
-		return false
-	}
-}
-
 // startTarget listens on network/addr ("tcp", "127.0.0.1:0" usually) and
 // runs handler for every connection, closing it when handler returns.
 func startTarget(t testing.TB, network, addr string, handler func(*tconn)) *target {
@@ -119,12 +109,3 @@ func echoHandler(c *tconn) { _, _ = io.Copy(c, c) }
 
 // startEcho starts an echo target on 127.0.0.1.
 func startEcho(t testing.TB) *target { return startTarget(t, "tcp", "127.0.0.1:0", echoHandler) }
-
-// sinkHandler returns a handler that collects all bytes into the channel
-// when the connection ends (websockify closed it).
-func sinkHandler(got chan<- []byte) func(*tconn) {
-	return func(c *tconn) {
-		b, _ := io.ReadAll(c)
-		got <- b
-	}
-}
