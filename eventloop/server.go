@@ -62,8 +62,8 @@ const (
 	// Reading of a side stops when its peer has more than pauseAbove bytes
 	// waiting to be written, and resumes at resumeBelow. A session whose
 	// peer piles up more than hardOutboundCap anyway (see pause.go) is closed.
-	pauseAbove      = 1 << 20
-	resumeBelow     = 256 << 10
+	pauseAbove      = 2 << 20
+	resumeBelow     = 512 << 10
 	hardOutboundCap = 16 << 20
 
 	readChunk = 256 << 10 // gnet's per-loop read buffer: the most one read adds

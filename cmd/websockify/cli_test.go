@@ -1,0 +1,62 @@
+package main
+
+import (
+	"io"
+	"testing"
+)
+
+func TestSplitHostPort(t *testing.T) {
+	tests := []struct {
+		in, host string
+		port     int
+		bad      bool
+	}{
+		{in: "6080", port: 6080},
+		{in: ":6080", port: 6080},
+		{in: "0.0.0.0:6080", host: "0.0.0.0", port: 6080},
+		{in: "[::1]:6080", host: "::1", port: 6080},
+		{in: "::1:6080", host: "::1", port: 6080},
+		{in: "localhost:5901", host: "localhost", port: 5901},
+		{in: "host:", bad: true},
+		{in: "host:http", bad: true},
+		{in: "70000", bad: true},
+	}
+	for _, tt := range tests {
+		host, port, err := splitHostPort(tt.in)
+		if (err != nil) != tt.bad || host != tt.host || port != tt.port {
+			t.Errorf("splitHostPort(%q) = %q, %d, %v", tt.in, host, port, err)
+		}
+	}
+}
+
+func TestParseArgs(t *testing.T) {
+	tests := []struct {
+		args    []string
+		listen  string
+		target  string
+		wantErr string
+	}{
+		{args: []string{"6080", "127.0.0.1:5901"}, listen: ":6080", target: "127.0.0.1:5901"},
+		{args: []string{"-v", "127.0.0.1:6080", "--heartbeat", "5", "[::1]:5901"}, listen: "127.0.0.1:6080", target: "[::1]:5901"},
+		{args: []string{"--unix-target=/tmp/s", "6080"}, listen: ":6080", target: "/tmp/s"},
+		{args: []string{"6080"}, wantErr: "too few arguments"},
+		{args: []string{"6080", "a:1", "b:2"}, wantErr: "too many arguments"},
+		{args: []string{"--unix-target", "/tmp/s", "6080", "a:1"}, wantErr: "a target address cannot be given with --unix-target"},
+		{args: []string{"--web", "/srv", "6080", "a:1"}, wantErr: "--web is not supported yet"},
+		{args: []string{"6080", "--", "prog"}, wantErr: "wrapping a program (-- PROGRAM) is not supported yet"},
+		{args: []string{"--timeout", "-1", "6080", "a:1"}, wantErr: "--timeout must not be negative"},
+		{args: []string{"--unix-listen", "/tmp/l", "--unix-listen-mode", "999", "6080", "a:1"}, wantErr: `invalid --unix-listen-mode "999": want an octal mode such as 0600`},
+	}
+	for _, tt := range tests {
+		cfg, err := parseArgs(tt.args, io.Discard)
+		if tt.wantErr != "" {
+			if err == nil || err.Error() != tt.wantErr {
+				t.Errorf("parseArgs(%q) error = %v, want %q", tt.args, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || cfg.ListenAddr != tt.listen || cfg.TargetAddr != tt.target {
+			t.Errorf("parseArgs(%q) = listen %q target %q err %v", tt.args, cfg.ListenAddr, cfg.TargetAddr, err)
+		}
+	}
+}
