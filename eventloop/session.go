@@ -3,6 +3,7 @@ package eventloop
 import (
 	"context"
 	"errors"
+	"io"
 	"time"
 
 	"github.com/gowebsockify/websockify/codec"
@@ -347,7 +348,7 @@ func (s *session) targetClosed(err error) {
 	if s.clientGone || s.state != proxying {
 		return
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, io.EOF) {
 		s.logf("%s: Target connection error: %v", s.addr, err)
 	}
 	s.logf("%s: Target closed connection", s.addr)
