@@ -23,6 +23,7 @@ type Logger struct {
 	w           *bufio.Writer
 	verbose     bool
 	lastRefusal atomic.Int64 // unix nanos of the last open-file refusal line
+	lastDate    atomic.Pointer[stampedDate]
 }
 
 // NewLogger logs to w; verbose enables debug lines.
@@ -59,7 +60,25 @@ func (l *Logger) Debugf(format string, args ...any) {
 
 // Connf logs a line about one client.
 func (l *Logger) Connf(addr, format string, args ...any) {
-	l.line(addr + " - - [" + time.Now().Format("02/Jan/2006 15:04:05") + "] " + fmt.Sprintf(format, args...) + "\n")
+	l.line(addr + " - - [" + l.date() + "] " + fmt.Sprintf(format, args...) + "\n")
+}
+
+// stampedDate is the log's date text for one second.
+type stampedDate struct {
+	unix int64
+	text string
+}
+
+// date returns the current second as the original's log formats it,
+// formatted once a second rather than once a line.
+func (l *Logger) date() string {
+	now := time.Now()
+	if d := l.lastDate.Load(); d != nil && d.unix == now.Unix() {
+		return d.text
+	}
+	d := &stampedDate{unix: now.Unix(), text: now.Format("02/Jan/2006 15:04:05")}
+	l.lastDate.Store(d)
+	return d.text
 }
 
 // ConnDebugf is Connf only with -v.
