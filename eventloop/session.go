@@ -351,6 +351,12 @@ func (s *session) targetClosed(err error) {
 	if err != nil && !errors.Is(err, io.EOF) {
 		s.logf("%s: Target connection error: %v", s.addr, err)
 	}
+	if s.l.srv.stopping.Load() {
+		// The engine is closing every connection; say why while the client's
+		// connection can still carry it.
+		s.closeWithFrame(1001, "Server shutting down", false)
+		return
+	}
 	s.logf("%s: Target closed connection", s.addr)
 	s.closeWithFrame(1000, "Target closed", false)
 }

@@ -4,6 +4,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -321,6 +322,42 @@ func TestCLIListenForms(t *testing.T) {
 			}
 			c := dialWS(t, p, modeBinary)
 			mustEcho(t, c, []byte(tc.name))
+		})
+	}
+}
+
+// SPEC section 9: SIGTERM and SIGINT stop accepting, close the sessions and
+// exit 0.
+func TestCLISignalsStop(t *testing.T) {
+	t.Parallel()
+	for _, sig := range []syscall.Signal{syscall.SIGTERM, syscall.SIGINT} {
+		t.Run(sig.String(), func(t *testing.T) {
+			t.Parallel()
+			echo := startEcho(t)
+			p := startProxy(t, echo.addr)
+			c := dialWS(t, p, modeBinary)
+			mustEcho(t, c, []byte("before the signal"))
+			if err := p.cmd.Process.Signal(sig); err != nil {
+				t.Fatal(err)
+			}
+			code, exited := p.waitExit(10 * time.Second)
+			if !exited {
+				t.Fatalf("still running 10s after %v", sig)
+			}
+			if code != 0 {
+				t.Errorf("exit code %d after %v, want 0", code, sig)
+			}
+			// The client sees a close frame 1001 (when the engine closed the
+			// target first) or just the end of the connection.
+			f, err := c.nextFrame()
+			if err == nil && (f.op != 8 || len(f.payload) < 2 || int(f.payload[0])<<8|int(f.payload[1]) != 1001) {
+				t.Errorf("after %v: got frame %+v, want close 1001 or the connection closed", sig, f)
+			}
+			if err == nil {
+				if _, err := c.nextFrame(); err == nil {
+					t.Errorf("session still open after the proxy exited")
+				}
+			}
 		})
 	}
 }
