@@ -17,6 +17,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/gobwas/ws"
 )
 
 // testPKI is a CA, a server certificate for 127.0.0.1 and localhost, and
@@ -560,5 +562,58 @@ func TestTLSEncryptedKey(t *testing.T) {
 	r := runCLI(t, 10*time.Second, "--cert", pk.certFile, "--key", pkcs8, "--key-password", "x", "6080", "127.0.0.1:5900")
 	if r.code != 2 || !strings.Contains(r.stderr, "PKCS#8") {
 		t.Errorf("PKCS#8 key: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// A wss session gets heartbeat pings, answers the client's pings, and with
+// --run-once ends the process when it closes, like a plain one.
+func TestTLSSessionLifecycle(t *testing.T) {
+	t.Parallel()
+	pk := newPKI(t)
+	echo := startEcho(t)
+	p := startProxy(t, echo.addr, "--cert", pk.bundleFile, "--heartbeat", "1", "--run-once")
+	c, err := dialWSS(p, pk.clientTLS(nil), modeBinary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.conn.Close()
+	mustEcho(t, c, []byte("hb"))
+
+	_ = c.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	f, err := readFrame(c.br)
+	if err != nil || f.op != ws.OpPing {
+		t.Fatalf("want a heartbeat ping, got op %v err %v", f.op, err)
+	}
+	if err := c.write(masked(ws.OpPing, []byte("are you there"))); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		f, err := c.nextFrame()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if f.op == ws.OpPong {
+			if string(f.payload) != "are you there" {
+				t.Fatalf("pong payload %q", f.payload)
+			}
+			break
+		}
+		if f.op != ws.OpPing {
+			t.Fatalf("unexpected frame op %v", f.op)
+		}
+	}
+	mustEcho(t, c, []byte("still alive"))
+	if !p.running() {
+		t.Fatal("exited while the session was open")
+	}
+	if err := c.sendClose(1000, ""); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _, err := c.expectClose(); err != nil || code != 1000 {
+		t.Fatalf("close reply %d, %v", code, err)
+	}
+	code, exited := p.waitExit(10 * time.Second)
+	if !exited || code != 0 {
+		t.Fatalf("--run-once: exited %v with code %d", exited, code)
 	}
 }
