@@ -8,6 +8,9 @@
 // accept to close, so its state needs no locks. Timers (first byte, request
 // head, heartbeat) and read pausing run on the loop too, driven by a shared
 // tick that queues work with EventLoop.Execute.
+//
+// TLS clients (and every client with --ssl-target) leave the loop after
+// their first bytes and run on goroutines with crypto/tls: see tls.go.
 package eventloop
 
 import (

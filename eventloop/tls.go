@@ -16,9 +16,12 @@ package eventloop
 // With --ssl-target every client takes this path, plain ones without the
 // server handshake: the loop cannot dial TLS either.
 //
-// Plain sessions stay on the loop, where a held session costs a few
-// kilobytes; a TLS session costs two goroutines and crypto/tls's buffers
-// on top (see BENCHMARKS.md, "wss sessions").
+// Measured on 2 cores (BENCHMARKS.md, "wss sessions"): a held wss session
+// costs about 70 KiB against 3 KiB for a ws session on the loop (crypto/tls's
+// state and two goroutines), and one wss connection moves about half the bytes
+// a ws one does, with the client's TLS on the same cores. That is cheap for
+// the hundreds of wss sessions a deployment has and not worth a TLS engine
+// of our own on the loop; plain sessions, the bulk, stay there.
 //
 // Bookkeeping is the loop's: the session keeps the fds reserved when the
 // client was admitted (client, plus the two a dial may hold) until it ends,
