@@ -23,9 +23,11 @@ package eventloop
 // the hundreds of wss sessions a deployment has and not worth a TLS engine
 // of our own on the loop; plain sessions, the bulk, stay there.
 //
-// Bookkeeping is the loop's: the session keeps the fds reserved when the
-// client was admitted (client, plus the two a dial may hold) until it ends,
-// counts in Server.sessions, and ends through Server.sessionEnded.
+// Bookkeeping is the loop's: the session takes over the fds reserved when
+// the client was admitted (client, plus two), which also cover the hand-off's
+// transient dups; once its target is dialed it holds two (client and
+// target) and gives the third back, as a plain session does. It counts in
+// Server.sessions and ends through Server.sessionEnded.
 
 import (
 	"context"
@@ -106,6 +108,8 @@ type tlsSession struct {
 	// (--verify-client), kept for auth plugins.
 	clientCN string
 
+	reserved int64 // fds of the budget this session holds
+
 	dec       codec.Decoder
 	enc       codec.Encoder
 	targetErr error // a failed write to the target, seen by the client reader
@@ -124,13 +128,13 @@ func (t *tlsSession) debugf(format string, args ...any) {
 // serveHandedOff runs a handed-off session to its end and releases what the
 // loop reserved for it.
 func (srv *Server) serveHandedOff(raw net.Conn, addr string, isTLS bool) {
-	t := &tlsSession{srv: srv, addr: addr, isTLS: isTLS, client: raw, done: make(chan struct{})}
+	t := &tlsSession{srv: srv, addr: addr, isTLS: isTLS, client: raw, reserved: 1 + fdsPerDial, done: make(chan struct{})}
 	upgraded := t.run()
 	_ = t.client.Close()
 	if t.target != nil {
 		_ = t.target.Close()
 	}
-	srv.budget.add(-1 - fdsPerDial)
+	srv.budget.add(-t.reserved)
 	srv.sessionEnded(upgraded)
 }
 
@@ -261,6 +265,8 @@ func (t *tlsSession) dial() error {
 		conn = tc
 	}
 	t.target = conn
+	t.srv.budget.add(-1) // client and target are all it holds now
+	t.reserved--
 	return nil
 }
 

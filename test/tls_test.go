@@ -617,3 +617,75 @@ func TestTLSSessionLifecycle(t *testing.T) {
 		t.Fatalf("--run-once: exited %v with code %d", exited, code)
 	}
 }
+
+// Handed-off TLS sessions count against the open-file cap like plain ones:
+// under `ulimit -n 128`, 150 wss clients at once leave the proxy running,
+// the surplus refused, and a new client is served once they are gone.
+func TestTLSOpenFileLimit(t *testing.T) {
+	t.Parallel()
+	const limit, clients = 128, 150
+	pk := newPKI(t)
+	echo := startEcho(t)
+	p := launchProxy(t, proxyConfig{Args: []string{"--cert", pk.bundleFile, echo.addr}, Ulimit: limit})
+
+	held := wssBurst(p, pk, clients)
+	t.Logf("%d of %d wss clients held", len(held), clients)
+	if !p.running() {
+		t.Fatalf("websockify exited (%v)", p.state)
+	}
+	if len(held) == 0 || len(held) == clients {
+		t.Errorf("%d of %d wss clients held under ulimit -n %d: want some, not all", len(held), clients, limit)
+	}
+	// A session with its target up holds two fds and gives back the third
+	// it was admitted with, so a second burst finds room for a few more.
+	more := wssBurst(p, pk, 50)
+	t.Logf("%d of 50 more held", len(more))
+	if len(more) == 0 {
+		t.Errorf("no room for more wss clients: the spare fd of each held session was not given back")
+	}
+	held = append(held, more...)
+	for _, c := range held {
+		mustEcho(t, c, []byte("still held"))
+		c.conn.Close()
+	}
+	var err error
+	for end := time.Now().Add(10 * time.Second); time.Now().Before(end); time.Sleep(100 * time.Millisecond) {
+		var c *wsClient
+		if c, err = dialWSS(p, pk.clientTLS(nil), modeBinary); err == nil {
+			err = c.echo([]byte("after"))
+			c.conn.Close()
+			if err == nil {
+				break
+			}
+		}
+	}
+	if err != nil {
+		t.Fatalf("no new wss client served after the others left: %v", err)
+	}
+}
+
+// wssBurst opens n wss clients at once and returns those that echo.
+func wssBurst(p *proxy, pk *testPKI, n int) []*wsClient {
+	results := make(chan *wsClient, n)
+	for range n {
+		go func() {
+			c, err := dialWSS(p, pk.clientTLS(nil), modeBinary)
+			if err != nil {
+				results <- nil
+				return
+			}
+			if c.echo([]byte("held")) != nil {
+				c.conn.Close()
+				c = nil
+			}
+			results <- c
+		}()
+	}
+	var held []*wsClient
+	for range n {
+		if c := <-results; c != nil {
+			held = append(held, c)
+		}
+	}
+	return held
+}
