@@ -689,3 +689,45 @@ func wssBurst(p *proxy, pk *testPKI, n int) []*wsClient {
 	}
 	return held
 }
+
+// Blocking I/O is the TLS path's backpressure: a wss client that stops
+// reading while the target floods costs the proxy no growing memory, and
+// every byte arrives in order once it reads again.
+func TestTLSBackpressure(t *testing.T) {
+	t.Parallel()
+	const stride = 251 // the target sends byte i as i % stride
+	pk := newPKI(t)
+	flood := startTarget(t, "tcp", "127.0.0.1:0", func(c *tconn) {
+		buf := make([]byte, 64*stride)
+		for i := range buf {
+			buf[i] = byte(i % stride)
+		}
+		for {
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	p := startProxy(t, flood.addr, "--cert", pk.bundleFile)
+	c, err := dialWSS(p, pk.clientTLS(nil), modeBinary)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.conn.Close()
+	m := watchRSS(p.pid())
+	time.Sleep(2 * time.Second) // not reading
+	for n := 0; n < 32<<20; {
+		msg, err := c.readMessage()
+		if err != nil {
+			t.Fatalf("after %d bytes: %v", n, err)
+		}
+		for _, b := range msg {
+			if b != byte(n%stride) {
+				t.Fatalf("byte %d is %d, want %d", n, b, n%stride)
+			}
+			n++
+		}
+	}
+	m.finish()
+	m.check(t, p)
+}
