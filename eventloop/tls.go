@@ -191,7 +191,13 @@ func (t *tlsSession) run() bool {
 		n, err := c.Read(buf[len(buf):cap(buf)])
 		buf = buf[:len(buf)+n]
 		if err != nil && n == 0 {
-			t.debugf("%s: no complete request: %v", t.addr, err)
+			// Logged as the loop logs its own two timeouts.
+			var ne net.Error
+			if headStarted && errors.As(err, &ne) && ne.Timeout() {
+				t.logf("%s: request head not complete within %v, closing", t.addr, requestHeadTimeout)
+			} else {
+				t.debugf("%s: no complete request: %v", t.addr, err)
+			}
 			return false
 		}
 	}
