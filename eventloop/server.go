@@ -8,10 +8,14 @@
 // accept to close, so its state needs no locks. Timers (first byte, request
 // head, heartbeat) and read pausing run on the loop too, driven by a shared
 // tick that queues work with EventLoop.Execute.
+//
+// TLS clients (and every client with --ssl-target) leave the loop after
+// their first bytes and run on goroutines with crypto/tls: see tls.go.
 package eventloop
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -40,6 +44,16 @@ type Config struct {
 	IdleTimeout time.Duration // exit after this long with no session; 0 = never
 	Timeout     time.Duration // stop accepting after this long, exit when the last session ends; 0 = never
 	RunOnce     bool          // exit after the first upgraded session ends
+
+	// TLS, when set, serves clients whose first byte is a TLS hello (see
+	// tls.go); nil closes them. CertFile only names the certificate in the
+	// log line of that refusal. SSLOnly refuses clients that are not TLS.
+	TLS      *tls.Config
+	CertFile string
+	SSLOnly  bool
+	// TargetTLS, when set, speaks TLS to the target (--ssl-target); an empty
+	// ServerName means the target's host.
+	TargetTLS *tls.Config
 
 	Verbose bool
 	Traffic io.Writer // per-frame traffic symbols; nil = off

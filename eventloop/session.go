@@ -34,6 +34,7 @@ type session struct {
 	state       state
 	upgraded    bool // a 101 went out (--run-once counts these)
 	dialStarted bool // the fds reserved for the dial at admission are in use
+	handedOff   bool // a TLS client moved to its own goroutines (tls.go), which own the reservation
 	waiting     bool // on l.waiting
 
 	// Reading of each side can be paused (pause.go); a side marked for close
@@ -71,14 +72,20 @@ func (s *session) clientReadable() gnet.Action {
 		case sniff.NeedMore:
 			return gnet.None
 		case sniff.TLS:
-			s.logf("%s: TLS connection refused: TLS is not supported yet", s.addr)
-			return gnet.Close
+			return s.handOff(c, true)
 		case sniff.FlashPolicy:
 			s.logf("%s: Sending flash policy response", s.addr)
 			_, _ = c.Discard(-1)
 			s.writeClient([]byte(sniff.PolicyResponse))
 			s.finish()
 			return gnet.None
+		}
+		if s.l.srv.cfg.SSLOnly {
+			s.logf("%s: non-SSL connection received but disallowed", s.addr)
+			return gnet.Close
+		}
+		if s.l.srv.cfg.TargetTLS != nil {
+			return s.handOff(c, false)
 		}
 		s.state = reading
 		s.l.requestHead.add(time.Now().UnixNano(), s)
@@ -363,6 +370,9 @@ func (s *session) targetClosed(err error) {
 
 func (s *session) clientClosed(err error) {
 	s.clientGone = true
+	if s.handedOff {
+		return // the TLS session releases the fds and the count when it ends
+	}
 	if s.dialStarted {
 		s.l.srv.budget.add(-1)
 	} else {

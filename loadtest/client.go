@@ -19,6 +19,7 @@ import (
 // client frames, subprotocol "binary") or, against the plain relay, raw TCP.
 type client struct {
 	raw     bool     // raw TCP instead of WebSocket
+	tls     bool     // wss://: TLS under the WebSocket (tls.go)
 	addr    string   // host:port of the proxy
 	url     *url.URL // ws:// URL for the handshake
 	timeout time.Duration
@@ -31,11 +32,11 @@ func newClient(proxyURL string, raw bool, timeout time.Duration, bufSize int) (*
 		return nil, err
 	}
 	switch u.Scheme {
-	case "ws":
+	case "ws", "wss":
 	case "tcp":
 		raw = true
 	default:
-		return nil, fmt.Errorf("proxy URL %q: want ws:// (or tcp:// for a raw relay)", proxyURL)
+		return nil, fmt.Errorf("proxy URL %q: want ws:// or wss:// (or tcp:// for a raw relay)", proxyURL)
 	}
 	if u.Port() == "" {
 		return nil, fmt.Errorf("proxy URL %q has no port", proxyURL)
@@ -46,7 +47,7 @@ func newClient(proxyURL string, raw bool, timeout time.Duration, bufSize int) (*
 	if u.Path == "" {
 		u.Path = "/"
 	}
-	return &client{raw: raw, addr: u.Host, url: u, timeout: timeout, bufSize: bufSize}, nil
+	return &client{raw: raw, tls: u.Scheme == "wss", addr: u.Host, url: u, timeout: timeout, bufSize: bufSize}, nil
 }
 
 // session is one open connection through the proxy. It is not safe for
@@ -69,6 +70,11 @@ func (c *client) open(ctx context.Context) (*session, error) {
 		return nil, &phaseError{"dial", err}
 	}
 	_ = conn.SetDeadline(time.Now().Add(c.timeout))
+	if c.tls {
+		if conn, err = startTLS(ctx, conn); err != nil {
+			return nil, &phaseError{"tls", err}
+		}
+	}
 	s := &session{conn: conn, raw: c.raw}
 	if c.raw {
 		return s, nil

@@ -22,6 +22,7 @@ type settings struct {
 	proxyCmd  string
 	relay     bool
 	raw       bool
+	tls       bool
 	proxyPID  int
 	target    string
 	label     string
@@ -66,6 +67,7 @@ func runMeasurement(mode string, args []string) error {
 	fs.StringVar(&cfg.proxyCmd, "proxy-cmd", "", "command template to start the proxy: {listen} {port} {target} {target_host} {target_port} {self}")
 	fs.BoolVar(&cfg.relay, "relay", false, "measure the built-in plain TCP relay with a raw TCP client (the protocol-free reference)")
 	fs.BoolVar(&cfg.raw, "raw", false, "speak raw TCP instead of WebSocket (implied by -relay and tcp:// URLs)")
+	fs.BoolVar(&cfg.tls, "tls", false, "speak wss:// to the started proxy (its certificate is not verified)")
 	fs.IntVar(&cfg.proxyPID, "proxy-pid", 0, "PID of a proxy given with -proxy, for CPU and memory figures")
 	fs.StringVar(&cfg.target, "target", "127.0.0.1:0", "address the target listens on (fix the port when the proxy was started by hand)")
 	fs.StringVar(&cfg.label, "label", "", "name of the proxy in the results (default: derived from the command)")
@@ -234,8 +236,11 @@ func setUp(cfg *settings, res *Result) (*env, error) {
 		}
 		e.proxy, e.proxyPID = p, p.pid()
 		scheme := "ws"
-		if cfg.raw {
+		switch {
+		case cfg.raw:
 			scheme = "tcp"
+		case cfg.tls:
+			scheme = "wss"
 		}
 		proxyURL = scheme + "://" + p.listen + "/"
 	}

@@ -100,6 +100,8 @@ type proxyConfig struct {
 	UnixListen string
 	// Ulimit, when > 0, runs the proxy under `ulimit -n Ulimit`.
 	Ulimit int
+	// Env is added to the proxy's environment.
+	Env []string
 }
 
 // proxy is a running websockify.
@@ -166,18 +168,26 @@ func tryLaunch(t testing.TB, cfg proxyConfig) (*proxy, error) {
 	if cfg.UnixListen != "" {
 		network, addr = "unix", cfg.UnixListen
 	}
-	return startProcess(t, args, cfg.Ulimit, network, addr, port)
+	return startProcessEnv(t, args, cfg.Ulimit, cfg.Env, network, addr, port)
 }
 
 // startProcess runs websockify with args (under `ulimit -n` when ulimit > 0)
 // and waits until network/addr accepts connections.
 func startProcess(t testing.TB, args []string, ulimit int, network, addr string, port int) (*proxy, error) {
+	return startProcessEnv(t, args, ulimit, nil, network, addr, port)
+}
+
+// startProcessEnv is startProcess with env added to the environment.
+func startProcessEnv(t testing.TB, args []string, ulimit int, env []string, network, addr string, port int) (*proxy, error) {
 	var cmd *exec.Cmd
 	if ulimit > 0 {
 		script := fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, ulimit)
 		cmd = exec.Command("bash", append([]string{"-c", script, binPath}, args...)...)
 	} else {
 		cmd = exec.Command(binPath, args...)
+	}
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
 	}
 	p := &proxy{
 		t: t, cmd: cmd, port: port, network: network, addr: addr,

@@ -6,6 +6,7 @@ import (
 	"crypto/md5"
 	"crypto/rand"
 	"crypto/sha1"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
@@ -386,7 +387,11 @@ func handshakeHixie(conn net.Conn, version int, key1, key2 string, challenge, ex
 	if got := resp.Header.Get(prefix + "WebSocket-Origin"); got != "http://example.com" {
 		return nil, fmt.Errorf("%sWebSocket-Origin %q", prefix, got)
 	}
-	if got := resp.Header.Get(prefix + "WebSocket-Location"); got != "ws://example.com:6080/websockify" {
+	scheme := "ws"
+	if _, ok := conn.(*tls.Conn); ok {
+		scheme = "wss" // the reply names the scheme the client connected with
+	}
+	if got := resp.Header.Get(prefix + "WebSocket-Location"); got != scheme+"://example.com:6080/websockify" {
 		return nil, fmt.Errorf("%sWebSocket-Location %q", prefix, got)
 	}
 	if version == 76 {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -26,8 +27,7 @@ var errHelpShown = errors.New("help shown")
 // notYet lists the original's options that later work will implement. They
 // are parsed (so the grammar stays right) but refused, never ignored.
 var notYet = []string{
-	"record", "daemon", "cert", "key", "key-password", "ssl-only", "ssl-target",
-	"verify-client", "cafile", "ssl-version", "ssl-ciphers", "inetd", "web",
+	"record", "daemon", "inetd", "web",
 	"web-auth", "file-only", "wrap-mode", "target-config", "token-plugin",
 	"token-source", "host-token", "auth-plugin", "auth-source", "log-file",
 	"syslog", "legacy-syslog",
@@ -53,21 +53,22 @@ func parseArgs(args []string, out io.Writer) (eventloop.Config, error) {
 	preferV6 := fs.BoolP("prefer-ipv6", "6", false, "prefer IPv6 when resolving source_addr")
 	fs.Bool("auto-pong", false, "accepted for compatibility; pings are always answered")
 	libserver := fs.Bool("libserver", false, "accepted for compatibility; no effect")
+	cert := fs.String("cert", "self.pem", "SSL certificate file")
+	key := fs.String("key", "", "SSL key file (if separate from cert)")
+	keyPW := fs.String("key-password", "", "SSL key password (visible in ps: prefer --key-password-file or $"+keyPasswordEnv+")")
+	keyPWFile := fs.String("key-password-file", "", "file whose first line is the SSL key password")
+	sslOnly := fs.Bool("ssl-only", false, "disallow non-encrypted client connections")
+	sslTarget := fs.Bool("ssl-target", false, "connect to SSL target as SSL client")
+	verifyClient := fs.Bool("verify-client", false, "require encrypted client to present a valid certificate")
+	cafile := fs.String("cafile", "", "CA certificates for verifying client certificates")
+	sslVersion := fs.String("ssl-version", "default", "minimum TLS version: default, tlsv1_1, tlsv1_2 or tlsv1_3")
+	sslCiphers := fs.String("ssl-ciphers", "", "colon-separated OpenSSL names of the TLS 1.2 ciphers allowed")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	help := fs.BoolP("help", "h", false, "show this help message and exit")
 
 	// Options of the original that are not implemented yet.
 	fs.String("record", "", "record sessions to FILE.[session_number]")
 	fs.BoolP("daemon", "D", false, "become a daemon (background process)")
-	fs.String("cert", "self.pem", "SSL certificate file")
-	fs.String("key", "", "SSL key file (if separate from cert)")
-	fs.String("key-password", "", "SSL key password")
-	fs.Bool("ssl-only", false, "disallow non-encrypted client connections")
-	fs.Bool("ssl-target", false, "connect to SSL target as SSL client")
-	fs.Bool("verify-client", false, "require encrypted client to present a valid certificate")
-	fs.String("cafile", "", "CA certificates for verifying client certificates")
-	fs.String("ssl-version", "default", "minimum TLS version")
-	fs.String("ssl-ciphers", "", "list of ciphers allowed for connection")
 	fs.Bool("inetd", false, "inetd mode: the listening socket is on fd 0")
 	fs.String("web", "", "run webserver on same port, serve files from DIR")
 	fs.Bool("web-auth", false, "require authentication to access the web server")
@@ -152,6 +153,24 @@ func parseArgs(args []string, out io.Writer) (eventloop.Config, error) {
 			return cfg, fmt.Errorf("--%s must not be negative", name)
 		}
 	}
+	password, err := keyPassword(*keyPW, *keyPWFile)
+	if err != nil {
+		return cfg, err
+	}
+	cfg.CertFile = absPath(*cert)
+	cfg.TLS, err = buildServerTLS(tlsOptions{
+		cert: cfg.CertFile, key: absPath(*key), certGiven: fs.Changed("cert"), password: password,
+		sslOnly: *sslOnly, verifyClient: *verifyClient, cafile: absPath(*cafile),
+		version: *sslVersion, ciphers: *sslCiphers,
+	})
+	if err != nil {
+		return cfg, err
+	}
+	cfg.SSLOnly = *sslOnly
+	if *sslTarget {
+		cfg.TargetTLS = &tls.Config{} // system roots; the server name is the target's host
+	}
+
 	cfg.Timeout = time.Duration(*timeout) * time.Second
 	cfg.IdleTimeout = time.Duration(*idle) * time.Second
 	cfg.Heartbeat = time.Duration(*heartbeat) * time.Second
@@ -217,10 +236,21 @@ func printBanner(w io.Writer, cfg eventloop.Config) {
 	}
 	fmt.Fprintf(w, "WebSocket server settings:\n")
 	fmt.Fprintf(w, "  - Listen on %s\n", listen)
-	fmt.Fprintf(w, "  - No SSL/TLS support (TLS is not implemented yet)\n")
+	switch {
+	case cfg.TLS == nil:
+		fmt.Fprintf(w, "  - No SSL/TLS support (no cert file)\n")
+	case cfg.SSLOnly:
+		fmt.Fprintf(w, "  - SSL/TLS support\n")
+		fmt.Fprintf(w, "  - Deny non-SSL/TLS connections\n")
+	default:
+		fmt.Fprintf(w, "  - SSL/TLS support\n")
+	}
 	target := cfg.TargetAddr
 	if cfg.TargetNetwork == "unix" {
 		target = "unix socket " + target
+	}
+	if cfg.TargetTLS != nil {
+		target += " (using SSL)"
 	}
 	fmt.Fprintf(w, "  - proxying from %s to %s\n", listen, target)
 }

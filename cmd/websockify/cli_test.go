@@ -1,7 +1,9 @@
 package main
 
 import (
+	"crypto/tls"
 	"io"
+	"slices"
 	"testing"
 )
 
@@ -57,6 +59,49 @@ func TestParseArgs(t *testing.T) {
 		}
 		if err != nil || cfg.ListenAddr != tt.listen || cfg.TargetAddr != tt.target {
 			t.Errorf("parseArgs(%q) = listen %q target %q err %v", tt.args, cfg.ListenAddr, cfg.TargetAddr, err)
+		}
+	}
+}
+
+func TestParseCiphers(t *testing.T) {
+	tests := []struct {
+		in   string
+		want []uint16
+		bad  bool
+	}{
+		{in: "", want: nil},
+		{in: "ECDHE-RSA-AES128-GCM-SHA256", want: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256}},
+		{in: "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-CHACHA20-POLY1305:AES128-GCM-SHA256", want: []uint16{
+			tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384, tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256, tls.TLS_RSA_WITH_AES_128_GCM_SHA256}},
+		{in: "TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384", want: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384}},
+		{in: "ECDHE-RSA-AES128-GCM-SHA256:NOPE", bad: true},
+		{in: "HIGH:!aNULL", bad: true},
+		{in: "TLS_AES_128_GCM_SHA256", bad: true}, // TLS 1.3: not configurable in Go
+	}
+	for _, tt := range tests {
+		got, err := parseCiphers(tt.in)
+		if (err != nil) != tt.bad || !slices.Equal(got, tt.want) {
+			t.Errorf("parseCiphers(%q) = %v, %v", tt.in, got, err)
+		}
+	}
+}
+
+func TestParseSSLVersion(t *testing.T) {
+	tests := []struct {
+		in   string
+		want uint16
+		bad  bool
+	}{
+		{in: "default", want: 0},
+		{in: "tlsv1_1", want: tls.VersionTLS11},
+		{in: "tlsv1_2", want: tls.VersionTLS12},
+		{in: "tlsv1_3", want: tls.VersionTLS13},
+		{in: "sslv3", bad: true},
+	}
+	for _, tt := range tests {
+		got, err := parseSSLVersion(tt.in)
+		if (err != nil) != tt.bad || got != tt.want {
+			t.Errorf("parseSSLVersion(%q) = %v, %v", tt.in, got, err)
 		}
 	}
 }
