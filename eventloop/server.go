@@ -22,6 +22,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gowebsockify/websockify/webserver"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/logging"
 )
@@ -40,6 +41,11 @@ type Config struct {
 	IdleTimeout time.Duration // exit after this long with no session; 0 = never
 	Timeout     time.Duration // stop accepting after this long, exit when the last session ends; 0 = never
 	RunOnce     bool          // exit after the first upgraded session ends
+
+	// WebRoot, when set, serves the files under it to plain GET and HEAD
+	// requests (--web); FileOnly refuses directory listings (--file-only).
+	WebRoot  string
+	FileOnly bool
 
 	Verbose bool
 	Traffic io.Writer // per-frame traffic symbols; nil = off
@@ -76,6 +82,7 @@ type Server struct {
 	cfg     Config
 	budget  *fdBudget
 	started time.Time
+	web     *webserver.Server // nil without --web
 
 	engine   gnet.Engine
 	kick     chan struct{} // wakes the ticker early
@@ -106,6 +113,13 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 	s := &Server{cfg: cfg, loops: make(map[gnet.EventLoop]*loop), started: time.Now(), kick: make(chan struct{}, 1)}
 	s.lastIdle.Store(s.started.UnixNano())
 	s.budget = newFDBudget(cfg.Loops)
+	if cfg.WebRoot != "" {
+		web, err := webserver.New(cfg.WebRoot, cfg.FileOnly)
+		if err != nil {
+			return fmt.Errorf("--web: %w", err)
+		}
+		s.web = web
+	}
 
 	proto := "tcp://" + cfg.ListenAddr
 	if cfg.ListenUnix != "" {

@@ -27,8 +27,8 @@ var errHelpShown = errors.New("help shown")
 // are parsed (so the grammar stays right) but refused, never ignored.
 var notYet = []string{
 	"record", "daemon", "cert", "key", "key-password", "ssl-only", "ssl-target",
-	"verify-client", "cafile", "ssl-version", "ssl-ciphers", "inetd", "web",
-	"web-auth", "file-only", "wrap-mode", "target-config", "token-plugin",
+	"verify-client", "cafile", "ssl-version", "ssl-ciphers", "inetd",
+	"web-auth", "wrap-mode", "target-config", "token-plugin",
 	"token-source", "host-token", "auth-plugin", "auth-source", "log-file",
 	"syslog", "legacy-syslog",
 }
@@ -53,6 +53,8 @@ func parseArgs(args []string, out io.Writer) (eventloop.Config, error) {
 	preferV6 := fs.BoolP("prefer-ipv6", "6", false, "prefer IPv6 when resolving source_addr")
 	fs.Bool("auto-pong", false, "accepted for compatibility; pings are always answered")
 	libserver := fs.Bool("libserver", false, "accepted for compatibility; no effect")
+	web := fs.String("web", "", "run webserver on same port, serve files from DIR")
+	fileOnly := fs.Bool("file-only", false, "use this to disable directory listings in the web server")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	help := fs.BoolP("help", "h", false, "show this help message and exit")
 
@@ -69,9 +71,7 @@ func parseArgs(args []string, out io.Writer) (eventloop.Config, error) {
 	fs.String("ssl-version", "default", "minimum TLS version")
 	fs.String("ssl-ciphers", "", "list of ciphers allowed for connection")
 	fs.Bool("inetd", false, "inetd mode: the listening socket is on fd 0")
-	fs.String("web", "", "run webserver on same port, serve files from DIR")
 	fs.Bool("web-auth", false, "require authentication to access the web server")
-	fs.Bool("file-only", false, "use this to disable directory listings in the web server")
 	fs.String("wrap-mode", "exit", "action when the wrapped program exits: exit, ignore, respawn")
 	fs.String("target-config", "", "configuration file containing valid targets")
 	fs.String("token-plugin", "", "use a token plugin to resolve targets")
@@ -156,6 +156,13 @@ func parseArgs(args []string, out io.Writer) (eventloop.Config, error) {
 	cfg.IdleTimeout = time.Duration(*idle) * time.Second
 	cfg.Heartbeat = time.Duration(*heartbeat) * time.Second
 	cfg.RunOnce = *runOnce
+	if *web != "" {
+		cfg.WebRoot = absPath(*web)
+		if fi, err := os.Stat(cfg.WebRoot); err != nil || !fi.IsDir() {
+			return cfg, fmt.Errorf("--web %s: not a directory", *web)
+		}
+	}
+	cfg.FileOnly = *fileOnly
 	cfg.PreferIPv6 = *preferV6
 	cfg.Verbose = *verbose
 	cfg.Log = eventloop.NewLogger(os.Stderr, *verbose)
@@ -217,6 +224,12 @@ func printBanner(w io.Writer, cfg eventloop.Config) {
 	}
 	fmt.Fprintf(w, "WebSocket server settings:\n")
 	fmt.Fprintf(w, "  - Listen on %s\n", listen)
+	switch {
+	case cfg.WebRoot != "" && cfg.FileOnly:
+		fmt.Fprintf(w, "  - Web server (no directory listings). Web root: %s\n", cfg.WebRoot)
+	case cfg.WebRoot != "":
+		fmt.Fprintf(w, "  - Web server. Web root: %s\n", cfg.WebRoot)
+	}
 	fmt.Fprintf(w, "  - No SSL/TLS support (TLS is not implemented yet)\n")
 	target := cfg.TargetAddr
 	if cfg.TargetNetwork == "unix" {
