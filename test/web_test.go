@@ -33,12 +33,12 @@ func dialWeb(t testing.TB, p *proxy) *webConn {
 	return &webConn{t: t, conn: conn, br: bufio.NewReaderSize(conn, 64<<10)}
 }
 
-// do sends raw and reads the whole response; method tells whether a body
-// follows (none for HEAD).
+// do sends raw (nothing when empty) and reads the whole response; method
+// tells whether a body follows (none for HEAD).
 func (w *webConn) do(method, raw string) (*http.Response, []byte) {
 	w.t.Helper()
 	_ = w.conn.SetWriteDeadline(time.Now().Add(ioTimeout))
-	if _, err := w.conn.Write([]byte(raw)); err != nil {
+	if _, err := w.conn.Write([]byte(raw)); raw != "" && err != nil {
 		w.t.Fatalf("write %q: %v", truncate(raw, 100), err)
 	}
 	_ = w.conn.SetReadDeadline(time.Now().Add(ioTimeout))
@@ -220,6 +220,31 @@ func TestWebServer(t *testing.T) {
 		mustEcho(t, c, []byte("after keep-alive"))
 	})
 
+	t.Run("pipelined", func(t *testing.T) {
+		t.Parallel()
+		w := dialWeb(t, p)
+		two := "GET /app.js HTTP/1.1\r\nHost: x\r\n\r\nGET /app/ HTTP/1.1\r\nHost: x\r\n\r\n"
+		if resp, body := w.do("GET", two); resp.StatusCode != 200 || string(body) != "console.log('hi');\n" {
+			t.Fatalf("first: status %d body %q", resp.StatusCode, body)
+		}
+		if resp, body := w.do("GET", ""); resp.StatusCode != 200 || string(body) != "<p>index</p>\n" {
+			t.Fatalf("second: status %d body %q", resp.StatusCode, body)
+		}
+	})
+
+	t.Run("log-line", func(t *testing.T) {
+		t.Parallel()
+		dialWeb(t, p).get("/app.js?log-line")
+		want := `] "GET /app.js?log-line HTTP/1.1" 200 -`
+		deadline := time.Now().Add(5 * time.Second)
+		for !strings.Contains(p.stderr.String(), want) {
+			if time.Now().After(deadline) {
+				t.Fatalf("no log line with %q", want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
+
 	t.Run("connection-close", func(t *testing.T) {
 		t.Parallel()
 		for _, raw := range []string{
@@ -265,4 +290,58 @@ func TestWebServer(t *testing.T) {
 			}
 		}
 	})
+}
+
+// Section 5 and 4 (bounded memory): clients that ask for a large file and
+// then read nothing hold the proxy's memory to a few chunks each, not the
+// file.
+func TestWebStalledDownloads(t *testing.T) {
+	t.Parallel()
+	root := t.TempDir()
+	const size = 64 << 20
+	// Sparse: instant to make, and reads like any other file.
+	f, err := os.Create(filepath.Join(root, "huge.bin"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Truncate(size); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	p := startProxy(t, startEcho(t).addr, "--web", root)
+	before, err := vmRSS(p.pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const clients = 8
+	for i := 0; i < clients; i++ {
+		w := dialWeb(t, p)
+		if err := w.conn.(*net.TCPConn).SetReadBuffer(64 << 10); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := w.conn.Write([]byte("GET /huge.bin HTTP/1.1\r\nHost: x\r\n\r\n")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	time.Sleep(2 * time.Second) // let every download fill what it can
+	after, err := vmRSS(p.pid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("RSS grew by %d KiB", (after-before)>>10)
+	// Unbounded, the process would hold most of clients*size (512 MiB).
+	if grew := after - before; grew > 64<<20 {
+		t.Errorf("RSS grew by %d MiB with %d stalled downloads of %d MiB", grew>>20, clients, size>>20)
+	}
+
+	// The proxy still answers, and a stalled download resumes when read.
+	if resp, _ := dialWeb(t, p).get("/"); resp.StatusCode != 200 {
+		t.Errorf("listing during stalled downloads: status %d", resp.StatusCode)
+	}
+	w := dialWeb(t, p)
+	resp, body := w.get("/huge.bin")
+	if resp.StatusCode != 200 || len(body) != size {
+		t.Errorf("full download: status %d, %d bytes", resp.StatusCode, len(body))
+	}
 }
