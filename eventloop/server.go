@@ -4,6 +4,9 @@
 // codec what the bytes mean and what to send; it never parses HTTP or frames
 // itself.
 //
+// With --web, requests that are not upgrades are answered by package
+// webserver on gnet's worker pool, off the loops (web.go).
+//
 // A session (one client and its target) lives on one loop goroutine from
 // accept to close, so its state needs no locks. Timers (first byte, request
 // head, heartbeat) and read pausing run on the loop too, driven by a shared

@@ -220,6 +220,21 @@ func TestWebServer(t *testing.T) {
 		mustEcho(t, c, []byte("after keep-alive"))
 	})
 
+	t.Run("head-big-file-and-http10-keep-alive", func(t *testing.T) {
+		t.Parallel()
+		w := dialWeb(t, p)
+		resp, _ := w.do("HEAD", "HEAD /big.bin HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+		if resp.StatusCode != 200 || resp.Header.Get("Content-Length") != strconv.Itoa(len(big)) ||
+			resp.Header.Get("Connection") != "keep-alive" {
+			t.Fatalf("HEAD: status %d Content-Length %q Connection %q", resp.StatusCode,
+				resp.Header.Get("Content-Length"), resp.Header.Get("Connection"))
+		}
+		// No body followed: the next response is the next request's.
+		if resp, body := w.get("/app.js"); resp.StatusCode != 200 || string(body) != "console.log('hi');\n" {
+			t.Fatalf("GET after HEAD: status %d body %q", resp.StatusCode, body)
+		}
+	})
+
 	t.Run("pipelined", func(t *testing.T) {
 		t.Parallel()
 		w := dialWeb(t, p)

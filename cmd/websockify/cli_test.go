@@ -2,6 +2,8 @@ package main
 
 import (
 	"io"
+	"os"
+	"path/filepath"
 	"testing"
 )
 
@@ -59,6 +61,33 @@ func TestParseArgs(t *testing.T) {
 		}
 		if err != nil || cfg.ListenAddr != tt.listen || cfg.TargetAddr != tt.target {
 			t.Errorf("parseArgs(%q) = listen %q target %q err %v", tt.args, cfg.ListenAddr, cfg.TargetAddr, err)
+		}
+	}
+}
+
+func TestParseArgsWebRoot(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "www"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	wd, err := os.Getwd() // dir may itself sit behind a symlink
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args     []string
+		root     string
+		fileOnly bool
+	}{
+		{args: []string{"--web", "www", "6080", "a:1"}, root: filepath.Join(wd, "www")},
+		{args: []string{"--web=" + wd + "/www", "--file-only", "6080", "a:1"}, root: filepath.Join(wd, "www"), fileOnly: true},
+		{args: []string{"6080", "a:1"}},
+	}
+	for _, tt := range tests {
+		cfg, err := parseArgs(tt.args, io.Discard)
+		if err != nil || cfg.WebRoot != tt.root || cfg.FileOnly != tt.fileOnly {
+			t.Errorf("parseArgs(%q) = root %q file-only %v err %v, want %q %v", tt.args, cfg.WebRoot, cfg.FileOnly, err, tt.root, tt.fileOnly)
 		}
 	}
 }
