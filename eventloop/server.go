@@ -4,6 +4,9 @@
 // codec what the bytes mean and what to send; it never parses HTTP or frames
 // itself.
 //
+// With --web, requests that are not upgrades are answered by package
+// webserver on gnet's worker pool, off the loops (web.go).
+//
 // A session (one client and its target) lives on one loop goroutine from
 // accept to close, so its state needs no locks. Timers (first byte, request
 // head, heartbeat) and read pausing run on the loop too, driven by a shared
@@ -26,6 +29,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/gowebsockify/websockify/webserver"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/logging"
 )
@@ -54,6 +58,10 @@ type Config struct {
 	// TargetTLS, when set, speaks TLS to the target (--ssl-target); an empty
 	// ServerName means the target's host.
 	TargetTLS *tls.Config
+	// WebRoot, when set, serves the files under it to plain GET and HEAD
+	// requests (--web); FileOnly refuses directory listings (--file-only).
+	WebRoot  string
+	FileOnly bool
 
 	Verbose bool
 	Traffic io.Writer // per-frame traffic symbols; nil = off
@@ -90,6 +98,7 @@ type Server struct {
 	cfg     Config
 	budget  *fdBudget
 	started time.Time
+	web     *webserver.Server // nil without --web
 
 	engine   gnet.Engine
 	kick     chan struct{} // wakes the ticker early
@@ -120,6 +129,13 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 	s := &Server{cfg: cfg, loops: make(map[gnet.EventLoop]*loop), started: time.Now(), kick: make(chan struct{}, 1)}
 	s.lastIdle.Store(s.started.UnixNano())
 	s.budget = newFDBudget(cfg.Loops)
+	if cfg.WebRoot != "" {
+		web, err := webserver.New(cfg.WebRoot, cfg.FileOnly)
+		if err != nil {
+			return fmt.Errorf("--web: %w", err)
+		}
+		s.web = web
+	}
 
 	proto := "tcp://" + cfg.ListenAddr
 	if cfg.ListenUnix != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
 	"time"
 
 	"github.com/gowebsockify/websockify/codec"
@@ -18,6 +19,7 @@ type state uint8
 const (
 	sniffing  state = iota // waiting for the first bytes
 	reading                // reading the HTTP request head
+	serving                // a web response is being prepared or streamed (web.go)
 	dialing                // 101 sent, target being dialed; what the client sends meanwhile is held
 	proxying               // both sides up
 	finishing              // flushing before close; reads ignored
@@ -46,6 +48,14 @@ type session struct {
 
 	dec codec.Decoder
 	enc codec.Encoder
+
+	headBy int64 // unix nanos; when the request head being read is due
+
+	// A web response being streamed (web.go).
+	file         *os.File
+	fileLeft     int64
+	chunkPending bool // a chunk is being read off the loop; it owns file meanwhile
+	keepAlive    bool // read another request once the response is out
 }
 
 func newSession(l *loop, c gnet.Conn) *session {
@@ -87,11 +97,12 @@ func (s *session) clientReadable() gnet.Action {
 		if s.l.srv.cfg.TargetTLS != nil {
 			return s.handOff(c, false)
 		}
-		s.state = reading
-		s.l.requestHead.add(time.Now().UnixNano(), s)
+		s.startReading()
 		return s.readRequest()
 	case reading:
 		return s.readRequest()
+	case serving:
+		return s.heldWhileServing()
 	case dialing:
 		// The client spoke before its target was up: keep the bytes for the
 		// target (they are forwarded in targetOpened). A little is usual (a
@@ -125,6 +136,10 @@ func (s *session) readRequest() gnet.Action {
 		return gnet.None
 	}
 	_, _ = c.Discard(n)
+	if !req.IsWebSocket() && s.l.srv.web != nil {
+		s.serve(req)
+		return gnet.None
+	}
 	if !req.IsWebSocket() {
 		s.logf(`"%s %s %s" 405 -`, req.Method, req.Target, req.Proto)
 		s.refuse(&codec.HTTPError{Status: 405, Reason: "Method Not Allowed"})
@@ -382,6 +397,7 @@ func (s *session) clientClosed(err error) {
 		s.logf("%s: Client disconnected", s.addr)
 	}
 	s.state = finishing
+	s.closeFile()
 	if s.target != nil && !s.targetGone {
 		s.closeTargetWhenFlushed()
 	}
@@ -455,6 +471,13 @@ func (s *session) poll(now int64) bool {
 		s.applyBackpressure()
 		more = more || s.clientPaused || s.targetPaused
 	}
+	if s.state == serving && s.file != nil && !s.chunkPending && !s.clientGone {
+		if s.client.OutboundBuffered() >= fileLowWater {
+			more = true
+		} else {
+			s.pumpFile()
+		}
+	}
 	return more
 }
 
@@ -468,7 +491,12 @@ func (s *session) firstByteExpired() {
 }
 
 func (s *session) requestHeadExpired() {
-	if s.state == reading && !s.clientGone {
+	if s.state == reading && !s.clientGone && time.Now().UnixNano() >= s.headBy {
+		if s.keepAlive && s.client.InboundBuffered() == 0 {
+			s.debugf("%s: idle keep-alive connection closed after %v", s.addr, requestHeadTimeout)
+			_ = s.client.Close()
+			return
+		}
 		s.logf("%s: request head not complete within %v, closing", s.addr, requestHeadTimeout)
 		_ = s.client.Close()
 	}

@@ -119,6 +119,31 @@ type tlsSession struct {
 	done   chan struct{} // closed when the session ends, stops the heartbeat
 }
 
+// serveWeb answers a web request (--web) over the handed-off connection; it
+// reports whether the connection may carry another request. Blocking here
+// is fine: this goroutine is the session's own.
+func (t *tlsSession) serveWeb(req *codec.Request) bool {
+	resp := t.srv.web.Serve(req, time.Now())
+	if resp.File != nil {
+		defer resp.File.Close()
+	}
+	t.logf(`"%s %s %s" %d -`, req.Method, req.Target, req.Proto, resp.Status)
+	if _, err := t.client.Write(resp.Head); err != nil {
+		return false
+	}
+	if resp.Body != nil {
+		if _, err := t.client.Write(resp.Body); err != nil {
+			return false
+		}
+	}
+	if resp.File != nil {
+		if _, err := io.CopyN(t.client, resp.File, resp.FileSize); err != nil {
+			return false
+		}
+	}
+	return resp.KeepAlive
+}
+
 func (t *tlsSession) logf(format string, args ...any) { t.srv.cfg.Log.Connf(t.addr, format, args...) }
 
 func (t *tlsSession) debugf(format string, args ...any) {
@@ -161,6 +186,7 @@ func (t *tlsSession) run() bool {
 	buf := make([]byte, 0, 4096)
 	var req *codec.Request
 	headStarted := false
+nextRequest:
 	for {
 		if len(buf) > 0 {
 			kind := sniff.Classify(buf)
@@ -204,9 +230,19 @@ func (t *tlsSession) run() bool {
 	_ = c.SetDeadline(time.Time{})
 
 	if !req.IsWebSocket() {
-		t.logf(`"%s %s %s" 405 -`, req.Method, req.Target, req.Proto)
-		t.refuse(&codec.HTTPError{Status: 405, Reason: "Method Not Allowed"})
-		return false
+		if t.srv.web == nil {
+			t.logf(`"%s %s %s" 405 -`, req.Method, req.Target, req.Proto)
+			t.refuse(&codec.HTTPError{Status: 405, Reason: "Method Not Allowed"})
+			return false
+		}
+		if !t.serveWeb(req) {
+			return false
+		}
+		// Keep-alive: the next request (perhaps an upgrade) gets the same
+		// 30 s to arrive as the loop gives it.
+		req, headStarted = nil, true
+		_ = c.SetDeadline(time.Now().Add(requestHeadTimeout))
+		goto nextRequest
 	}
 	hs, err := codec.Upgrade(req, t.isTLS)
 	if err != nil {

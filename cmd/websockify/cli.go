@@ -27,8 +27,8 @@ var errHelpShown = errors.New("help shown")
 // notYet lists the original's options that later work will implement. They
 // are parsed (so the grammar stays right) but refused, never ignored.
 var notYet = []string{
-	"record", "daemon", "inetd", "web",
-	"web-auth", "file-only", "wrap-mode", "target-config", "token-plugin",
+	"record", "daemon", "inetd",
+	"web-auth", "wrap-mode", "target-config", "token-plugin",
 	"token-source", "host-token", "auth-plugin", "auth-source", "log-file",
 	"syslog", "legacy-syslog",
 }
@@ -63,6 +63,8 @@ func parseArgs(args []string, out io.Writer) (eventloop.Config, error) {
 	cafile := fs.String("cafile", "", "CA certificates for verifying client certificates")
 	sslVersion := fs.String("ssl-version", "default", "minimum TLS version: default, tlsv1_1, tlsv1_2 or tlsv1_3")
 	sslCiphers := fs.String("ssl-ciphers", "", "colon-separated OpenSSL names of the TLS 1.2 ciphers allowed")
+	web := fs.String("web", "", "run webserver on same port, serve files from DIR")
+	fileOnly := fs.Bool("file-only", false, "use this to disable directory listings in the web server")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	help := fs.BoolP("help", "h", false, "show this help message and exit")
 
@@ -70,9 +72,7 @@ func parseArgs(args []string, out io.Writer) (eventloop.Config, error) {
 	fs.String("record", "", "record sessions to FILE.[session_number]")
 	fs.BoolP("daemon", "D", false, "become a daemon (background process)")
 	fs.Bool("inetd", false, "inetd mode: the listening socket is on fd 0")
-	fs.String("web", "", "run webserver on same port, serve files from DIR")
 	fs.Bool("web-auth", false, "require authentication to access the web server")
-	fs.Bool("file-only", false, "use this to disable directory listings in the web server")
 	fs.String("wrap-mode", "exit", "action when the wrapped program exits: exit, ignore, respawn")
 	fs.String("target-config", "", "configuration file containing valid targets")
 	fs.String("token-plugin", "", "use a token plugin to resolve targets")
@@ -175,6 +175,13 @@ func parseArgs(args []string, out io.Writer) (eventloop.Config, error) {
 	cfg.IdleTimeout = time.Duration(*idle) * time.Second
 	cfg.Heartbeat = time.Duration(*heartbeat) * time.Second
 	cfg.RunOnce = *runOnce
+	if *web != "" {
+		cfg.WebRoot = absPath(*web)
+		if fi, err := os.Stat(cfg.WebRoot); err != nil || !fi.IsDir() {
+			return cfg, fmt.Errorf("--web %s: not a directory", *web)
+		}
+	}
+	cfg.FileOnly = *fileOnly
 	cfg.PreferIPv6 = *preferV6
 	cfg.Verbose = *verbose
 	cfg.Log = eventloop.NewLogger(os.Stderr, *verbose)
@@ -236,6 +243,12 @@ func printBanner(w io.Writer, cfg eventloop.Config) {
 	}
 	fmt.Fprintf(w, "WebSocket server settings:\n")
 	fmt.Fprintf(w, "  - Listen on %s\n", listen)
+	switch {
+	case cfg.WebRoot != "" && cfg.FileOnly:
+		fmt.Fprintf(w, "  - Web server (no directory listings). Web root: %s\n", cfg.WebRoot)
+	case cfg.WebRoot != "":
+		fmt.Fprintf(w, "  - Web server. Web root: %s\n", cfg.WebRoot)
+	}
 	switch {
 	case cfg.TLS == nil:
 		fmt.Fprintf(w, "  - No SSL/TLS support (no cert file)\n")

@@ -3,6 +3,8 @@ package main
 import (
 	"crypto/tls"
 	"io"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -44,7 +46,9 @@ func TestParseArgs(t *testing.T) {
 		{args: []string{"6080"}, wantErr: "too few arguments"},
 		{args: []string{"6080", "a:1", "b:2"}, wantErr: "too many arguments"},
 		{args: []string{"--unix-target", "/tmp/s", "6080", "a:1"}, wantErr: "a target address cannot be given with --unix-target"},
-		{args: []string{"--web", "/srv", "6080", "a:1"}, wantErr: "--web is not supported yet"},
+		{args: []string{"--web-auth", "6080", "a:1"}, wantErr: "--web-auth is not supported yet"},
+		{args: []string{"--web", "/nonexistent-web-root", "6080", "a:1"}, wantErr: "--web /nonexistent-web-root: not a directory"},
+		{args: []string{"--web", "/", "--file-only", "6080", "a:1"}, listen: ":6080", target: "a:1"},
 		{args: []string{"6080", "--", "prog"}, wantErr: "wrapping a program (-- PROGRAM) is not supported yet"},
 		{args: []string{"--timeout", "-1", "6080", "a:1"}, wantErr: "--timeout must not be negative"},
 		{args: []string{"--unix-listen", "/tmp/l", "--unix-listen-mode", "999", "6080", "a:1"}, wantErr: `invalid --unix-listen-mode "999": want an octal mode such as 0600`},
@@ -102,6 +106,33 @@ func TestParseSSLVersion(t *testing.T) {
 		got, err := parseSSLVersion(tt.in)
 		if (err != nil) != tt.bad || got != tt.want {
 			t.Errorf("parseSSLVersion(%q) = %v, %v", tt.in, got, err)
+		}
+	}
+}
+
+func TestParseArgsWebRoot(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.Mkdir(filepath.Join(dir, "www"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Chdir(dir)
+	wd, err := os.Getwd() // dir may itself sit behind a symlink
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		args     []string
+		root     string
+		fileOnly bool
+	}{
+		{args: []string{"--web", "www", "6080", "a:1"}, root: filepath.Join(wd, "www")},
+		{args: []string{"--web=" + wd + "/www", "--file-only", "6080", "a:1"}, root: filepath.Join(wd, "www"), fileOnly: true},
+		{args: []string{"6080", "a:1"}},
+	}
+	for _, tt := range tests {
+		cfg, err := parseArgs(tt.args, io.Discard)
+		if err != nil || cfg.WebRoot != tt.root || cfg.FileOnly != tt.fileOnly {
+			t.Errorf("parseArgs(%q) = root %q file-only %v err %v, want %q %v", tt.args, cfg.WebRoot, cfg.FileOnly, err, tt.root, tt.fileOnly)
 		}
 	}
 }
