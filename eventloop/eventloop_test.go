@@ -1,6 +1,12 @@
 package eventloop
 
 import (
+	"bufio"
+	"context"
+	"net"
+	"os/exec"
+	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -77,5 +83,52 @@ func TestDiscoverEpollFindsTheRegisteringDescriptor(t *testing.T) {
 	}
 	if _, err := discoverEpoll(fds[1]); err == nil {
 		t.Fatal("accepted epoll user data that is not the fd")
+	}
+}
+
+func TestForeignListenerSeesAnotherProcessSharingThePort(t *testing.T) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	ln, err := lc.Listen(context.Background(), "tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if foreignListener() {
+		t.Fatal("our own listener counted as foreign")
+	}
+
+	// Another process joins the port, as a second websockify would.
+	port := ln.Addr().(*net.TCPAddr).Port
+	other := exec.Command("python3", "-c", `
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))
+s.listen()
+print("listening", flush=True)
+time.sleep(30)
+`, strconv.Itoa(port))
+	out, err := other.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := other.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Process.Kill(); _ = other.Wait() }()
+	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "listening\n" {
+		t.Fatalf("helper process: %q, %v", line, err)
+	}
+	if !foreignListener() {
+		t.Fatal("another process listening on our port was not seen")
 	}
 }

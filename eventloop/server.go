@@ -222,6 +222,13 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 			s.stopping.Store(true)
 			return gnet.Shutdown
 		}
+		return gnet.None
+	}
+	if foreignListener() {
+		e := fmt.Errorf("listen tcp %s: address already in use (another process listens on it with SO_REUSEPORT)", s.cfg.ListenAddr)
+		s.fatal.Store(&e)
+		s.stopping.Store(true)
+		return gnet.Shutdown
 	}
 	return gnet.None
 }
