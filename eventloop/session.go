@@ -102,25 +102,30 @@ func (s *session) clientReadable() gnet.Action {
 	case reading:
 		return s.readRequest()
 	case serving:
-		return s.heldWhileServing()
+		return s.holdInput("while a response was prepared") // a pipelined request
 	case dialing:
-		// The client spoke before its target was up: keep the bytes for the
-		// target (they are forwarded in targetOpened). A little is usual (a
-		// VNC client's first message) and is held without pausing, which
-		// would cost two epoll_ctl calls; past one read chunk, stop reading.
-		switch n := c.InboundBuffered(); {
-		case n > maxPending:
-			s.logf("%s: too much data before the target connected", s.addr)
-			return gnet.Close
-		case n >= readChunk:
-			s.pauseClient()
-		}
-		return gnet.None
+		// Kept for the target; forwarded in targetOpened.
+		return s.holdInput("before the target connected")
 	case proxying:
 		s.forwardClient()
 		return gnet.None
 	}
 	_, _ = c.Discard(-1) // finishing: whatever comes now is dropped
+	return gnet.None
+}
+
+// holdInput keeps what the client sends while the session cannot act on it
+// yet. A little is usual (a VNC client's first message, a pipelined request)
+// and is held without pausing, which would cost two epoll_ctl calls; past one
+// read chunk reading stops, and past maxPending the client is dropped.
+func (s *session) holdInput(when string) gnet.Action {
+	switch n := s.client.InboundBuffered(); {
+	case n > maxPending:
+		s.logf("%s: too much data %s", s.addr, when)
+		return gnet.Close
+	case n >= readChunk:
+		s.pauseClient()
+	}
 	return gnet.None
 }
 

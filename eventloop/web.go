@@ -169,16 +169,3 @@ func (s *session) startReading() {
 	s.headBy = now + int64(requestHeadTimeout)
 	s.l.requestHead.add(now, s)
 }
-
-// heldWhileServing keeps what a client sends while its response is being
-// prepared (a pipelined request), within bounds.
-func (s *session) heldWhileServing() gnet.Action {
-	switch n := s.client.InboundBuffered(); {
-	case n > maxPending:
-		s.logf("%s: too much data while a response was prepared", s.addr)
-		return gnet.Close
-	case n >= readChunk:
-		s.pauseClient()
-	}
-	return gnet.None
-}
