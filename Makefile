@@ -3,7 +3,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build demo test check fuzz bench clean
+.PHONY: all build demo test race check fuzz bench clean
 
 all: build
 
@@ -23,6 +23,11 @@ test:
 	$(MAKE) build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+
+# The integration tests against a race-detector build of the binary; a race
+# stops the proxy at once, which fails the test that caused it.
+race:
+	WEBSOCKIFY_TEST_RACE=1 GORACE=halt_on_error=1 $(GO) test -count=1 -timeout 20m ./test/
 
 # Static checks beyond vet.
 check:

@@ -42,7 +42,11 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	binPath = filepath.Join(dir, "websockify")
-	build := exec.Command("go", "build", "-o", binPath, "./cmd/websockify")
+	args := []string{"build", "-o", binPath}
+	if os.Getenv("WEBSOCKIFY_TEST_RACE") != "" {
+		args = append(args, "-race") // the binary under test with the race detector
+	}
+	build := exec.Command("go", append(args, "./cmd/websockify")...)
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building websockify failed: %v\n%s", err, out)
