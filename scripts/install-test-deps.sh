@@ -7,6 +7,7 @@ command -v go >/dev/null 2>&1 || [ -x /usr/local/go/bin/go ] || need_apt+=(golan
 command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v bash >/dev/null 2>&1 || need_apt+=(bash)
 [ -x /usr/bin/websockify ] || need_apt+=(websockify) # the Python original, which loadtest's tests drive too
+[ -x /usr/bin/chromium ] || need_apt+=(chromium)   # test/browser_test.go runs web/websock.js in it
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	echo "installing: ${need_apt[*]}"

@@ -1,8 +1,10 @@
 // Command websockify-demo shows websockify working without a server of your
 // own: it starts an echo service on a loopback port, runs bin/websockify on
 // 127.0.0.1:6080 in front of it, checks one round trip, and tells you what to
-// try next. `websockify-demo client [url]` is a line-based WebSocket client
-// for typing at it.
+// try next. websockify also serves the embedded web/ folder (websock.js and
+// its test page) with --web, so a browser can try the proxy too.
+// `websockify-demo client [url]` is a line-based WebSocket client for typing
+// at it.
 package main
 
 import (
@@ -20,6 +22,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"github.com/gobwas/ws/wsutil"
+
+	"github.com/gowebsockify/websockify/web"
 )
 
 const listen = "127.0.0.1:6080"
@@ -57,12 +61,22 @@ func serve() error {
 		}
 	}()
 
+	// --web needs a directory: write the embedded files to a temporary one.
+	webRoot, err := os.MkdirTemp("", "websockify-demo-web-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(webRoot)
+	if err := os.CopyFS(webRoot, web.Files); err != nil {
+		return fmt.Errorf("writing the web files: %w", err)
+	}
+
 	self, err := os.Executable()
 	if err != nil {
 		return err
 	}
 	bin := filepath.Join(filepath.Dir(self), "websockify")
-	proxy := exec.Command(bin, listen, echo.Addr().String())
+	proxy := exec.Command(bin, "--web", webRoot, listen, echo.Addr().String())
 	proxy.Stdout, proxy.Stderr = os.Stdout, os.Stderr
 	if err := proxy.Start(); err != nil {
 		return fmt.Errorf("starting %s: %w (run `make` first)", bin, err)
@@ -77,11 +91,12 @@ func serve() error {
 	fmt.Printf(`
 websockify is running on ws://%s/ in front of an echo service at %s.
 The round trip check passed. Next:
+  - open in a browser:    http://%s/tests/websock_test.html  (websock.js test; ?mode=base64 too)
   - type lines at it:     bin/websockify-demo client
   - point any WebSocket client (subprotocol "binary" or "base64") at ws://%s/
   - use your own target:  bin/websockify 6080 HOST:PORT   (a VNC server for noVNC)
 Press Ctrl-C to stop.
-`, listen, echo.Addr(), listen)
+`, listen, echo.Addr(), listen, listen)
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
