@@ -157,12 +157,7 @@ func (s *session) readRequest() gnet.Action {
 		return gnet.None
 	}
 	s.writeClient(hs.Response)
-	s.logf(`"%s %s %s" 101 -`, req.Method, req.Target, req.Proto)
-	s.logf("%s: Plain non-SSL (ws://) WebSocket connection", s.addr)
-	s.logf("%s: Version %s, base64: '%s'", s.addr, versionName(req, hs.Version), pyBool(hs.Mode == codec.Base64))
-	if req.Target != "" {
-		s.logf("%s: Path: '%s'", s.addr, req.Target)
-	}
+	s.l.srv.cfg.Log.upgraded(s.addr, req, hs, false)
 	s.dec = codec.NewDecoder(hs.Version, hs.Mode)
 	s.enc = codec.Encoder{Version: hs.Version, Mode: hs.Mode}
 	s.upgraded = true
@@ -170,24 +165,6 @@ func (s *session) readRequest() gnet.Action {
 	s.state = dialing // client reads are paused only if it speaks before the target is up
 	s.startDial()
 	return gnet.None
-}
-
-// versionName names the protocol version as the original's log does.
-func versionName(req *codec.Request, v codec.Version) string {
-	switch v {
-	case codec.Hixie76:
-		return "hixie-76"
-	case codec.Hixie75:
-		return "hixie-75"
-	}
-	return "hybi-" + req.Header.Get("Sec-WebSocket-Version")
-}
-
-func pyBool(b bool) string {
-	if b {
-		return "True"
-	}
-	return "False"
 }
 
 // refuse answers an HTTP error and closes once it is flushed.
@@ -223,8 +200,6 @@ func (s *session) forwardClient() {
 	s.flushTarget()
 	if n > 0 {
 		_, _ = c.Discard(n) // gnet discards everything for n <= 0
-	}
-	if n > 0 {
 		s.traffic(trafficFromClient)
 	}
 	if err != nil {

@@ -253,16 +253,7 @@ nextRequest:
 	if _, err := c.Write(hs.Response); err != nil {
 		return false
 	}
-	t.logf(`"%s %s %s" 101 -`, req.Method, req.Target, req.Proto)
-	if t.isTLS {
-		t.logf("%s: SSL/TLS (wss://) WebSocket connection", t.addr)
-	} else {
-		t.logf("%s: Plain non-SSL (ws://) WebSocket connection", t.addr)
-	}
-	t.logf("%s: Version %s, base64: '%s'", t.addr, versionName(req, hs.Version), pyBool(hs.Mode == codec.Base64))
-	if req.Target != "" {
-		t.logf("%s: Path: '%s'", t.addr, req.Target)
-	}
+	t.srv.cfg.Log.upgraded(t.addr, req, hs, t.isTLS)
 	t.dec = codec.NewDecoder(hs.Version, hs.Mode)
 	t.enc = codec.Encoder{Version: hs.Version, Mode: hs.Mode}
 	t.srv.upgraded.Store(true)
