@@ -1,9 +1,51 @@
 package eventloop
 
 import (
+	"fmt"
+	"net"
 	"os"
 	"strings"
+
+	"golang.org/x/sys/unix"
 )
+
+// bindProbe binds addr without SO_REUSEPORT, which fails while anyone
+// listens there, and never listens itself: a probe that listened, however
+// briefly, would complete the handshakes of clients that arrive just then
+// and reset them when it closed.
+func bindProbe(addr string) error {
+	ta, err := net.ResolveTCPAddr("tcp", addr)
+	if err != nil {
+		return err
+	}
+	family, sa := unix.AF_INET6, unix.Sockaddr(&unix.SockaddrInet6{Port: ta.Port})
+	if ip4 := ta.IP.To4(); ip4 != nil {
+		family, sa = unix.AF_INET, &unix.SockaddrInet4{Port: ta.Port, Addr: [4]byte(ip4)}
+	} else if ta.IP != nil {
+		sa6 := &unix.SockaddrInet6{Port: ta.Port, Addr: [16]byte(ta.IP.To16())}
+		if ta.Zone != "" {
+			if ifi, err := net.InterfaceByName(ta.Zone); err == nil {
+				sa6.ZoneId = uint32(ifi.Index)
+			}
+		}
+		sa = sa6
+	}
+	fd, err := unix.Socket(family, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("listen tcp %s: %w", addr, err)
+	}
+	defer unix.Close(fd)
+	// As gnet's listeners: SO_REUSEADDR (so a port in TIME_WAIT is free)
+	// and, for the all-addresses form, both IPv4 and IPv6.
+	_ = unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1)
+	if family == unix.AF_INET6 && ta.IP == nil {
+		_ = unix.SetsockoptInt(fd, unix.IPPROTO_IPV6, unix.IPV6_V6ONLY, 0)
+	}
+	if err := unix.Bind(fd, sa); err != nil {
+		return fmt.Errorf("listen tcp %s: bind: %w", addr, err)
+	}
+	return nil
+}
 
 // foreignListener reports whether a socket of another process listens on
 // the same local address as one of ours.

@@ -192,11 +192,7 @@ func checkAddressFree(cfg Config) error {
 		}
 		return os.Remove(cfg.ListenUnix)
 	}
-	ln, err := net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		return err
-	}
-	return ln.Close()
+	return bindProbe(cfg.ListenAddr)
 }
 
 // shutdown stops the engine from any goroutine but a loop's.
