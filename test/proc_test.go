@@ -245,8 +245,15 @@ func (p *proxy) kill() {
 		return
 	default:
 	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
+	// SIGTERM first: the proxy then flushes its buffered log lines, which
+	// the failure report shows. SIGKILL if it does not go within a second.
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
 }
 
 // running reports whether the process has not exited.
