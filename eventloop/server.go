@@ -69,6 +69,11 @@ type Config struct {
 
 	// Loops is the number of event loops; 0 means one per core.
 	Loops int
+
+	// StatusRequests, when it delivers, logs one status line: open
+	// sessions, goroutines and open descriptors (websockify sends one on
+	// SIGUSR1). Soak tests compare the line before and after a run.
+	StatusRequests <-chan struct{}
 }
 
 // Timeouts and sizes. The first-byte wait matches the original websockify.
@@ -152,6 +157,7 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 	defer close(tickerDone)
 	defer cfg.Log.Flush()
 	go s.runTicker(tickerDone)
+	go s.logStatusOnRequest(tickerDone)
 	err := gnet.Run(s, proto,
 		gnet.WithNumEventLoop(cfg.Loops),
 		gnet.WithReusePort(true),
@@ -193,6 +199,19 @@ func checkAddressFree(cfg Config) error {
 		return os.Remove(cfg.ListenUnix)
 	}
 	return bindProbe(cfg.ListenAddr)
+}
+
+// logStatusOnRequest logs a status line for each status request.
+func (s *Server) logStatusOnRequest(done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case <-s.cfg.StatusRequests:
+			s.cfg.Log.Infof("status: sessions=%d goroutines=%d fds=%d", s.sessions.Load(), runtime.NumGoroutine(), countOpenFDs())
+			s.cfg.Log.Flush()
+		}
+	}
 }
 
 // shutdown stops the engine from any goroutine but a loop's.

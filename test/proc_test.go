@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"regexp"
 	"strconv"
 	"strings"
 	"sync"
@@ -331,4 +332,27 @@ func vmRSS(pid int) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+}
+
+// SIGUSR1 logs one status line with the open sessions, goroutines and
+// descriptors: what a soak run compares before and after.
+func TestStatusOnSIGUSR1(t *testing.T) {
+	echo := startEcho(t)
+	p := startProxy(t, echo.addr)
+	c := dialWS(t, p, "binary")
+	if err := c.echo([]byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGUSR1); err != nil {
+		t.Fatal(err)
+	}
+	if !waitLog(p, "status: sessions=1 goroutines=", 5*time.Second) {
+		t.Fatalf("no status line with one session; log:\n%s", p.stderr.String())
+	}
+	if !regexp.MustCompile(`status: sessions=1 goroutines=\d+ fds=\d+`).MatchString(p.stderr.String()) {
+		t.Fatalf("status line malformed; log:\n%s", p.stderr.String())
+	}
+	if !p.running() {
+		t.Fatal("SIGUSR1 stopped the proxy")
+	}
 }

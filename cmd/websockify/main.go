@@ -47,6 +47,19 @@ func main() {
 		close(stop)
 	}()
 
+	status := make(chan struct{}, 1)
+	usr1 := make(chan os.Signal, 1)
+	signal.Notify(usr1, syscall.SIGUSR1)
+	go func() {
+		for range usr1 {
+			select {
+			case status <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	cfg.StatusRequests = status
+
 	err = eventloop.Serve(cfg, stop)
 	cfg.Log.Flush()
 	if err != nil {
