@@ -20,48 +20,13 @@ const chromiumPath = "/usr/bin/chromium"
 // mode: the page drives web/websock.js through a real browser WebSocket and
 // reports PASS or FAIL in its title.
 func TestBrowserWebsock(t *testing.T) {
-	if _, err := os.Stat(chromiumPath); err != nil {
-		t.Fatalf("%s is missing (%v): `make test` installs it (scripts/install-test-deps.sh)", chromiumPath, err)
-	}
+	browser, outDir := startChromium(t)
 	root, err := moduleRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
-	outDir := filepath.Join(root, "test", "out")
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
 	echo := startEcho(t)
 	p := startProxy(t, echo.addr, "--web", filepath.Join(root, "web"))
-
-	// The flags keep Chromium off the network and away from any profile:
-	// the only traffic is to the proxy on 127.0.0.1.
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromiumPath),
-		chromedp.Headless,
-		chromedp.NoSandbox, // the tests run as root
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-default-apps", true),
-		chromedp.Flag("disable-extensions", true),
-		chromedp.Flag("metrics-recording-only", true),
-		chromedp.WindowSize(1000, 700),
-	}
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	browser, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
-	defer cancelBrowser() // closes Chromium
-	// The first action starts Chromium; it must run without a timeout, which
-	// would end the browser with it.
-	if err := chromedp.Do(browser); err != nil {
-		t.Fatalf("starting %s: %v", chromiumPath, err)
-	}
 
 	for _, mode := range []string{"binary", "base64"} {
 		t.Run(mode, func(t *testing.T) {
@@ -97,4 +62,54 @@ func TestBrowserWebsock(t *testing.T) {
 			}
 		})
 	}
+}
+
+// startChromium starts headless Chromium for one test and returns its
+// browser context (open tabs with chromedp.NewContext(browser)) and the
+// folder screenshots go to (test/out). Chromium is closed when the test
+// ends. A missing Chromium fails the test: `make test` installs it.
+func startChromium(t *testing.T) (browser context.Context, outDir string) {
+	t.Helper()
+	if _, err := os.Stat(chromiumPath); err != nil {
+		t.Fatalf("%s is missing (%v): `make test` installs it (scripts/install-test-deps.sh)", chromiumPath, err)
+	}
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	outDir = filepath.Join(root, "test", "out")
+	if err := os.MkdirAll(outDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	// The flags keep Chromium off the network and away from any profile:
+	// the only traffic is to the proxy on 127.0.0.1.
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromiumPath),
+		chromedp.Headless,
+		chromedp.NoSandbox, // the tests run as root
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-default-apps", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("metrics-recording-only", true),
+		chromedp.WindowSize(1000, 700),
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	browser, cancelBrowser := chromedp.NewContext(allocCtx, chromedp.WithLogf(t.Logf))
+	t.Cleanup(func() {
+		cancelBrowser() // closes Chromium
+		cancelAlloc()
+	})
+	// The first action starts Chromium; it must run without a timeout, which
+	// would end the browser with it.
+	if err := chromedp.Do(browser); err != nil {
+		t.Fatalf("starting %s: %v", chromiumPath, err)
+	}
+	return browser, outDir
 }
