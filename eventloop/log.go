@@ -35,6 +35,11 @@ func NewLogger(w io.Writer, verbose bool) *Logger {
 
 func (l *Logger) line(s string) {
 	l.mu.Lock()
+	// Each write(2) carries whole lines, so workers sharing one log file
+	// (--workers) never split each other's lines.
+	if l.w.Available() < len(s) && l.w.Buffered() > 0 {
+		_ = l.w.Flush()
+	}
 	_, _ = l.w.WriteString(s)
 	l.mu.Unlock()
 }

@@ -47,25 +47,30 @@ func bindProbe(addr string) error {
 	return nil
 }
 
-// foreignListener reports whether a socket of another process listens on
-// the same local address as one of ours.
+// foreignListener reports whether a socket of a process other than those
+// in pids listens on the same local address as one
+// of theirs.
 //
 // checkAddressFree refuses a port that is already taken, but two processes
 // that both check before either binds would then both bind with
 // SO_REUSEPORT and silently split the clients between them. Once bound,
 // each looks for the other in /proc/net/tcp{,6} (the namespace's sockets,
-// with their inodes) against its own socket inodes (/proc/self/fd): the
-// later one always sees the earlier, so at least one of them stops.
-func foreignListener() bool {
+// with their inodes) against its own socket inodes (/proc/PID/fd): the
+// later one always sees the earlier, so at least one of them stops. With
+// --workers the parent runs this check over all its workers' sockets.
+func foreignListener(pids ...int) bool {
 	own := map[string]bool{}
-	entries, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return false
-	}
-	for _, e := range entries {
-		link, err := os.Readlink("/proc/self/fd/" + e.Name())
-		if err == nil && strings.HasPrefix(link, "socket:[") {
-			own[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
+	for _, pid := range pids {
+		dir := fmt.Sprintf("/proc/%d/fd", pid)
+		entries, err := os.ReadDir(dir)
+		if err != nil {
+			return false
+		}
+		for _, e := range entries {
+			link, err := os.Readlink(dir + "/" + e.Name())
+			if err == nil && strings.HasPrefix(link, "socket:[") {
+				own[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
+			}
 		}
 	}
 	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
@@ -94,4 +99,13 @@ func foreignListener() bool {
 		}
 	}
 	return false
+}
+
+// CheckSoleListeners fails when a process other than pids listens on addr,
+// which pids listen on with SO_REUSEPORT (see foreignListener).
+func CheckSoleListeners(addr string, pids ...int) error {
+	if foreignListener(pids...) {
+		return fmt.Errorf("listen tcp %s: address already in use (another process listens on it with SO_REUSEPORT)", addr)
+	}
+	return nil
 }

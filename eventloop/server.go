@@ -74,6 +74,14 @@ type Config struct {
 	// sessions, goroutines and open descriptors (websockify sends one on
 	// SIGUSR1). Soak tests compare the line before and after a run.
 	StatusRequests <-chan struct{}
+
+	// Worker marks one of several processes sharing the listening port
+	// (websockify --workers): their parent checked that the address was free
+	// and checks that only its workers listen there, so a worker skips both
+	// checks, which would see its siblings. Ready, if set, is called once
+	// the listeners are bound.
+	Worker bool
+	Ready  func()
 }
 
 // Timeouts and sizes. The first-byte wait matches the original websockify.
@@ -146,8 +154,10 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 	if cfg.ListenUnix != "" {
 		proto = "unix://" + cfg.ListenUnix
 	}
-	if err := checkAddressFree(cfg); err != nil {
-		return err
+	if !cfg.Worker {
+		if err := CheckAddressFree(cfg); err != nil {
+			return err
+		}
 	}
 	go func() {
 		<-stop
@@ -181,12 +191,12 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 	return nil
 }
 
-// checkAddressFree fails when another process listens on the address.
+// CheckAddressFree fails when another process listens on the address.
 // SO_REUSEPORT, which each loop's listener needs, would otherwise let a
 // second websockify bind the same port and silently take half its clients;
 // a plain bind still conflicts with any listener. A unix socket file left by
 // a dead process is removed; one that answers is in use.
-func checkAddressFree(cfg Config) error {
+func CheckAddressFree(cfg Config) error {
 	if cfg.ListenUnix != "" {
 		fi, err := os.Lstat(cfg.ListenUnix)
 		if err != nil || fi.Mode()&os.ModeSocket == 0 {
@@ -208,7 +218,7 @@ func (s *Server) logStatusOnRequest(done <-chan struct{}) {
 		case <-done:
 			return
 		case <-s.cfg.StatusRequests:
-			s.cfg.Log.Infof("status: sessions=%d goroutines=%d fds=%d", s.sessions.Load(), runtime.NumGoroutine(), countOpenFDs())
+			s.cfg.Log.Infof("status: sessions=%d goroutines=%d fds=%d pid=%d", s.sessions.Load(), runtime.NumGoroutine(), countOpenFDs(), os.Getpid())
 			s.cfg.Log.Flush()
 		}
 	}
@@ -237,13 +247,15 @@ func (s *Server) OnBoot(eng gnet.Engine) gnet.Action {
 			s.stopping.Store(true)
 			return gnet.Shutdown
 		}
-		return gnet.None
+	} else if !s.cfg.Worker {
+		if err := CheckSoleListeners(s.cfg.ListenAddr, os.Getpid()); err != nil {
+			s.fatal.Store(&err)
+			s.stopping.Store(true)
+			return gnet.Shutdown
+		}
 	}
-	if foreignListener() {
-		e := fmt.Errorf("listen tcp %s: address already in use (another process listens on it with SO_REUSEPORT)", s.cfg.ListenAddr)
-		s.fatal.Store(&e)
-		s.stopping.Store(true)
-		return gnet.Shutdown
+	if s.cfg.Ready != nil {
+		s.cfg.Ready()
 	}
 	return gnet.None
 }

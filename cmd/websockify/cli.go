@@ -33,10 +33,18 @@ var notYet = []string{
 	"syslog", "legacy-syslog",
 }
 
-// parseArgs turns the command line into a Config. Errors are usage errors
+// options is the parsed command line: the proxy's Config plus what only
+// the command itself handles.
+type options struct {
+	eventloop.Config
+	workers int // processes sharing the port (--workers); 1 = this one only
+}
+
+// parseArgs turns the command line into options. Errors are usage errors
 // (exit 2); errHelpShown means -h or --version printed to out.
-func parseArgs(args []string, out io.Writer) (eventloop.Config, error) {
-	var cfg eventloop.Config
+func parseArgs(args []string, out io.Writer) (options, error) {
+	var opts options
+	cfg := &opts.Config
 	fs := pflag.NewFlagSet("websockify", pflag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.SortFlags = false
@@ -65,6 +73,7 @@ func parseArgs(args []string, out io.Writer) (eventloop.Config, error) {
 	sslCiphers := fs.String("ssl-ciphers", "", "colon-separated OpenSSL names of the TLS 1.2 ciphers allowed")
 	web := fs.String("web", "", "run webserver on same port, serve files from DIR")
 	fileOnly := fs.Bool("file-only", false, "use this to disable directory listings in the web server")
+	workers := fs.Int("workers", 1, "processes sharing the port with SO_REUSEPORT, each with its own event loops and open-file limit (not in the original)")
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	help := fs.BoolP("help", "h", false, "show this help message and exit")
 
@@ -85,40 +94,40 @@ func parseArgs(args []string, out io.Writer) (eventloop.Config, error) {
 	fs.Bool("legacy-syslog", false, "use the old syslog protocol")
 
 	if err := fs.Parse(args); err != nil {
-		return cfg, err
+		return opts, err
 	}
 	if *help {
 		fmt.Fprintf(out, "%s\nOptions:\n%s", usageLines, fs.FlagUsages())
-		return cfg, errHelpShown
+		return opts, errHelpShown
 	}
 	if *showVersion {
 		fmt.Fprintf(out, "websockify %s\n", version)
-		return cfg, errHelpShown
+		return opts, errHelpShown
 	}
 	for _, name := range notYet {
 		if fs.Changed(name) {
-			return cfg, fmt.Errorf("--%s is not supported yet", name)
+			return opts, fmt.Errorf("--%s is not supported yet", name)
 		}
 	}
 
 	pos := fs.Args()
 	if fs.ArgsLenAtDash() >= 0 {
-		return cfg, errors.New("wrapping a program (-- PROGRAM) is not supported yet")
+		return opts, errors.New("wrapping a program (-- PROGRAM) is not supported yet")
 	}
 	switch {
 	case len(pos) == 0:
-		return cfg, errors.New("too few arguments")
+		return opts, errors.New("too few arguments")
 	case *unixTarget != "" && len(pos) > 1:
-		return cfg, errors.New("a target address cannot be given with --unix-target")
+		return opts, errors.New("a target address cannot be given with --unix-target")
 	case *unixTarget == "" && len(pos) < 2:
-		return cfg, errors.New("too few arguments")
+		return opts, errors.New("too few arguments")
 	case len(pos) > 2:
-		return cfg, errors.New("too many arguments")
+		return opts, errors.New("too many arguments")
 	}
 
 	host, port, err := splitHostPort(pos[0])
 	if err != nil {
-		return cfg, fmt.Errorf("error parsing listen port: %v", err)
+		return opts, fmt.Errorf("error parsing listen port: %v", err)
 	}
 	if host != "" && *preferV6 {
 		if ip := resolvePreferV6(host); ip != "" {
@@ -129,7 +138,7 @@ func parseArgs(args []string, out io.Writer) (eventloop.Config, error) {
 	if *unixListen != "" {
 		mode, err := strconv.ParseUint(*unixMode, 8, 32)
 		if err != nil || mode > 0o777 {
-			return cfg, fmt.Errorf("invalid --unix-listen-mode %q: want an octal mode such as 0600", *unixMode)
+			return opts, fmt.Errorf("invalid --unix-listen-mode %q: want an octal mode such as 0600", *unixMode)
 		}
 		cfg.ListenUnix = absPath(*unixListen)
 		cfg.ListenUnixMode = os.FileMode(mode)
@@ -140,22 +149,22 @@ func parseArgs(args []string, out io.Writer) (eventloop.Config, error) {
 	} else {
 		th, tp, err := splitHostPort(pos[1])
 		if err != nil {
-			return cfg, fmt.Errorf("error parsing target: %v", err)
+			return opts, fmt.Errorf("error parsing target: %v", err)
 		}
 		if th == "" {
-			return cfg, errors.New("error parsing target: no host")
+			return opts, errors.New("error parsing target: no host")
 		}
 		cfg.TargetNetwork, cfg.TargetAddr = "tcp", net.JoinHostPort(th, strconv.Itoa(tp))
 	}
 
 	for name, v := range map[string]int{"timeout": *timeout, "idle-timeout": *idle, "heartbeat": *heartbeat} {
 		if v < 0 {
-			return cfg, fmt.Errorf("--%s must not be negative", name)
+			return opts, fmt.Errorf("--%s must not be negative", name)
 		}
 	}
 	password, err := keyPassword(*keyPW, *keyPWFile)
 	if err != nil {
-		return cfg, err
+		return opts, err
 	}
 	cfg.CertFile = absPath(*cert)
 	cfg.TLS, err = buildServerTLS(tlsOptions{
@@ -164,7 +173,7 @@ func parseArgs(args []string, out io.Writer) (eventloop.Config, error) {
 		version: *sslVersion, ciphers: *sslCiphers,
 	})
 	if err != nil {
-		return cfg, err
+		return opts, err
 	}
 	cfg.SSLOnly = *sslOnly
 	if *sslTarget {
@@ -178,7 +187,7 @@ func parseArgs(args []string, out io.Writer) (eventloop.Config, error) {
 	if *web != "" {
 		cfg.WebRoot = absPath(*web)
 		if fi, err := os.Stat(cfg.WebRoot); err != nil || !fi.IsDir() {
-			return cfg, fmt.Errorf("--web %s: not a directory", *web)
+			return opts, fmt.Errorf("--web %s: not a directory", *web)
 		}
 	}
 	cfg.FileOnly = *fileOnly
@@ -191,7 +200,20 @@ func parseArgs(args []string, out io.Writer) (eventloop.Config, error) {
 	if *libserver {
 		cfg.Log.Infof("warning: --libserver has no effect in this implementation")
 	}
-	return cfg, nil
+	opts.workers = *workers
+	if *workers < 1 {
+		return opts, errors.New("--workers must be at least 1")
+	}
+	if *workers > 1 {
+		// Each of these is a whole-process decision that workers, each
+		// seeing only its own clients, cannot make alone.
+		for _, name := range []string{"unix-listen", "run-once", "timeout", "idle-timeout"} {
+			if fs.Changed(name) {
+				return opts, fmt.Errorf("--workers cannot be combined with --%s", name)
+			}
+		}
+	}
+	return opts, nil
 }
 
 // splitHostPort splits at the last colon and strips IPv6 brackets, as the
@@ -236,7 +258,7 @@ func absPath(p string) string {
 }
 
 // printBanner prints the settings summary the original prints at start.
-func printBanner(w io.Writer, cfg eventloop.Config) {
+func printBanner(w io.Writer, cfg eventloop.Config, workers int) {
 	listen := cfg.ListenAddr
 	if cfg.ListenUnix != "" {
 		listen = cfg.ListenUnix
@@ -266,4 +288,7 @@ func printBanner(w io.Writer, cfg eventloop.Config) {
 		target += " (using SSL)"
 	}
 	fmt.Fprintf(w, "  - proxying from %s to %s\n", listen, target)
+	if workers > 1 {
+		fmt.Fprintf(w, "  - %d worker processes sharing the port\n", workers)
+	}
 }

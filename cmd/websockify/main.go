@@ -21,7 +21,7 @@ import (
 var version = "0.1.0-dev"
 
 func main() {
-	cfg, err := parseArgs(os.Args[1:], os.Stdout)
+	opts, err := parseArgs(os.Args[1:], os.Stdout)
 	if err != nil {
 		if err == errHelpShown {
 			os.Exit(0)
@@ -29,7 +29,21 @@ func main() {
 		fmt.Fprintf(os.Stderr, "websockify: %v\n%s", err, usageLines)
 		os.Exit(2)
 	}
-	printBanner(os.Stderr, cfg)
+	cfg := opts.Config
+	switch {
+	case isWorker():
+		setUpWorker(&cfg, opts.workers)
+	case opts.workers > 1:
+		printBanner(os.Stderr, cfg, opts.workers)
+		if err := superviseWorkers(cfg, opts.workers); err != nil {
+			cfg.Log.Flush()
+			fmt.Fprintf(os.Stderr, "websockify: %v\n", err)
+			os.Exit(1)
+		}
+		return
+	default:
+		printBanner(os.Stderr, cfg, 1)
+	}
 
 	// Idle sessions are the proxy's bulk: with the hot path allocation-free,
 	// the heap grows only when sessions are set up, so a lower GC target
