@@ -27,11 +27,13 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/gowebsockify/websockify/webserver"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/logging"
+	"golang.org/x/sys/unix"
 )
 
 // Config is everything the proxy needs, fixed at start.
@@ -438,6 +440,23 @@ func (s *Server) sessionEnded(wasUpgraded bool) {
 	}
 }
 
+// wholePortRange gives a socket about to connect a per-socket source port
+// range as wide as the system's. Every session dials the same target, so
+// only the source port tells those connections apart, and Linux picks it
+// preferring ports of one parity (leaving the others to bind): once that
+// half is used up, about 32,000 sessions with the widest range, each dial
+// scans all of it before trying the other half, and set-ups slow to a crawl.
+// A per-socket range, even the system's own, turns the preference off
+// (measured on Linux 6.18; kernels without the option refuse it, which is
+// harmless).
+func wholePortRange(_, _ string, rc syscall.RawConn) error {
+	_ = rc.Control(func(fd uintptr) {
+		// high<<16 | low: 1-65535 is clamped to the system's range.
+		_ = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_LOCAL_PORT_RANGE, 65535<<16|1)
+	})
+	return nil
+}
+
 // dialTarget connects to the configured target. Go's dialer already tries
 // every resolved address in order (and skips the resolver for an IP
 // literal); with -6 the IPv6 addresses are tried first.
@@ -445,6 +464,9 @@ func (s *Server) dialTarget(ctx context.Context) (net.Conn, error) {
 	// ctx carries the timeout. SO_KEEPALIVE with the system's timings, as
 	// the original sets it; each timing would cost a syscall per session.
 	d := net.Dialer{KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1}}
+	if s.cfg.TargetNetwork == "tcp" {
+		d.Control = wholePortRange
+	}
 	if s.cfg.TargetNetwork == "unix" || !s.cfg.PreferIPv6 {
 		return d.DialContext(ctx, s.cfg.TargetNetwork, s.cfg.TargetAddr)
 	}

@@ -10,9 +10,11 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"syscall"
 	"time"
 
 	"github.com/gobwas/ws"
+	"golang.org/x/sys/unix"
 )
 
 // client opens sessions to the proxy under test: WebSocket (RFC 6455, masked
@@ -23,7 +25,8 @@ type client struct {
 	addr    string   // host:port of the proxy
 	url     *url.URL // ws:// URL for the handshake
 	timeout time.Duration
-	bufSize int // read buffer per session
+	bufSize int    // read buffer per session
+	src     string // source address to dial from; empty: the kernel's choice
 }
 
 func newClient(proxyURL string, raw bool, timeout time.Duration, bufSize int) (*client, error) {
@@ -65,6 +68,21 @@ type session struct {
 // session's deadline is set to now+timeout; callers move it as they go.
 func (c *client) open(ctx context.Context) (*session, error) {
 	d := net.Dialer{Timeout: c.timeout}
+	if c.src != "" {
+		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(c.src)}
+		// Pick the source port at connect(), not bind(): it then only has
+		// to be unique for this destination.
+		d.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+			})
+			if err != nil {
+				return err
+			}
+			return serr
+		}
+	}
 	conn, err := d.DialContext(ctx, "tcp", c.addr)
 	if err != nil {
 		return nil, &phaseError{"dial", err}

@@ -37,6 +37,12 @@ type rampResult struct {
 // one echo round trip of size bytes. It stops early at the deadline, after
 // maxFail failures, when the proxy dies, or when shouldStop says so.
 func openSessions(e *env, want, parallel, size, maxFail int, limit time.Duration, shouldStop func() string) rampResult {
+	return openSessionsCounting(e, want, parallel, size, maxFail, limit, shouldStop, nil)
+}
+
+// openSessionsCounting is openSessions that also counts opened sessions in
+// opened (when not nil) as it goes, for progress reports.
+func openSessionsCounting(e *env, want, parallel, size, maxFail int, limit time.Duration, shouldStop func() string, opened *atomic.Int64) rampResult {
 	var (
 		mu      sync.Mutex
 		r       rampResult
@@ -89,6 +95,9 @@ func openSessions(e *env, want, parallel, size, maxFail int, limit time.Duration
 				mu.Lock()
 				r.conns = append(r.conns, c)
 				mu.Unlock()
+				if opened != nil {
+					opened.Add(1)
+				}
 			}
 		}()
 	}

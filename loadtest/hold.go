@@ -3,13 +3,15 @@ package main
 import (
 	"errors"
 	"fmt"
+	"os"
 	"sync/atomic"
 	"time"
 )
 
 // runHold opens cfg.conns idle sessions (each proven by one round trip) and
-// reads the proxy's memory before and with all of them held. Held sessions
-// cost the client no goroutine: they just sit in a slice.
+// reads the proxy's memory before, while and with all of them held. The
+// sessions are held by holder children (holder.go), each dialing from its
+// own 127.0.0.x address; a held session costs a holder no goroutine.
 //
 // For a forking proxy (Python's websockify) memory is summed over its whole
 // process tree. The ramp stops early, and the run reports how far it got, on
@@ -23,15 +25,25 @@ func runHold(e *env) error {
 		return errors.New("hold needs the proxy's PID: start it with -proxy-cmd or -relay, or give -proxy-pid")
 	}
 
-	// A first session warms up whatever the proxy sets up once (buffer
+	// First sessions warm up whatever the proxy sets up once (buffer
 	// pools, the first fork, lazily mapped code), so it is not billed to
-	// the sessions measured.
-	if warm, err := openEcho(e, 1, time.Now().Add(cfg.opTimeout)); err == nil {
-		warm.s.close()
-	} else {
-		res.Errors.add(err)
-		return fmt.Errorf("warm-up session: %w", err)
+	// the sessions measured. A proxy of several processes sharing the port
+	// gets enough that each of them very likely serves one.
+	warmups := 1
+	if procs := len(processTree(e.proxyPID)); procs > 1 {
+		warmups = 12 * procs
 	}
+	var warm []*echoConn
+	for range warmups {
+		c, err := openEcho(e, 1, time.Now().Add(cfg.opTimeout))
+		if err != nil {
+			res.Errors.add(err)
+			closeAll(warm)
+			return fmt.Errorf("warm-up session: %w", err)
+		}
+		warm = append(warm, c)
+	}
+	closeAll(warm)
 	time.Sleep(500 * time.Millisecond)
 	before, sockBefore := treeMemory(e.proxyPID), readSockstat()
 	res.MemBefore, res.SockBefore = &before, &sockBefore
@@ -57,11 +69,14 @@ func runHold(e *env) error {
 			}
 		}
 	}()
-	ramp := openSessions(e, cfg.conns, cfg.dialParallel, 1, cfg.maxFail, cfg.rampTimeout,
-		func() string { return lowMem.Load().(string) })
-	defer closeAll(ramp.conns)
-	held := len(ramp.conns)
+	if err := checkPortRange(cfg.conns); err != nil {
+		return err
+	}
+	ramp := holdSessions(e, func() string { return lowMem.Load().(string) })
+	defer ramp.stopAll()
+	held := ramp.held
 	res.ConnsOpen, res.RampSeconds, res.StopReason = held, ramp.elapsed.Seconds(), ramp.stop
+	res.Holders, res.MemCurve = len(ramp.holders), ramp.curve
 	res.Errors.merge(ramp.errors)
 
 	time.Sleep(cfg.settle)
@@ -82,22 +97,157 @@ func runHold(e *env) error {
 
 	// Prove the sessions are still there, not just counted: a proxy that
 	// dropped them would otherwise look very cheap.
-	step := max(1, held/max(1, cfg.aliveSample))
-	for i := 0; i < held && res.AliveChecked < cfg.aliveSample; i += step {
-		c := ramp.conns[i]
-		res.AliveChecked++
-		_ = c.s.conn.SetDeadline(time.Now().Add(cfg.opTimeout))
-		if err := c.s.roundTrip(c.wire, c.want, c.got); err != nil {
+	for _, h := range ramp.holders {
+		r, err := h.check(max(1, cfg.aliveSample/len(ramp.holders)), 2*cfg.opTimeout)
+		if err != nil {
 			res.Errors.add(fmt.Errorf("alive check: %w", err))
 			continue
 		}
-		res.AliveOK++
+		res.AliveChecked += r.Checked
+		res.AliveOK += r.OK
+		res.Errors.merge(r.Errors)
 	}
 	if ramp.stop != "" {
 		res.Notes = append(res.Notes, fmt.Sprintf("held %d of %d sessions: %s", held, cfg.conns, ramp.stop))
 	}
 	if res.AliveOK < res.AliveChecked {
 		res.Notes = append(res.Notes, fmt.Sprintf("only %d of %d sampled sessions still echoed after the reading", res.AliveOK, res.AliveChecked))
+	}
+	return nil
+}
+
+// sessionsPerHolder is what one holder child opens at most: a socket each,
+// under the 20,000-descriptor limit, and well inside the ephemeral ports of
+// its own source address.
+const sessionsPerHolder = 8000
+
+// holdRamp is how far the holders got.
+type holdRamp struct {
+	holders []*holderProc
+	held    int
+	elapsed time.Duration
+	stop    string
+	errors  errorTally
+	curve   []memPoint
+}
+
+func (r *holdRamp) stopAll() {
+	for _, h := range r.holders {
+		h.stop()
+	}
+}
+
+// holdSessions starts the holders and follows their ramp, reading the
+// proxy's memory every time another twentieth of the sessions is open. It
+// stops the holders early when shouldStop says so or the proxy dies.
+func holdSessions(e *env, shouldStop func() string) *holdRamp {
+	cfg := e.cfg
+	r := &holdRamp{}
+	n := (cfg.conns + sessionsPerHolder - 1) / sessionsPerHolder
+	parallel := max(4, cfg.dialParallel/n)
+	start := time.Now()
+	for i := range n {
+		share := cfg.conns / n
+		if i < cfg.conns%n {
+			share++
+		}
+		// 127.0.0.1 is the proxy's and the target's; holders use .11 up.
+		src := fmt.Sprintf("127.0.0.%d", 11+i)
+		h, err := startHolder(e, src, share, parallel)
+		if err != nil {
+			r.errors.add(fmt.Errorf("starting a holder: %w", err))
+			r.stop = err.Error()
+			break
+		}
+		r.holders = append(r.holders, h)
+	}
+
+	step := max(100, cfg.conns/20)
+	next := step
+	r.curve = append(r.curve, memPoint{Sessions: 0, PrivateDirty: treeMemory(e.proxyPID).PrivateDirty,
+		RSS: treeMemory(e.proxyPID).RSS, TCPMemBytes: readSockstat().TCPMemByte})
+	halted := false
+	halt := func(why string) {
+		if !halted {
+			halted, r.stop = true, why
+			for _, h := range r.holders {
+				h.send("STOP")
+			}
+		}
+	}
+	lastReport := time.Now()
+	for {
+		done, opened := true, 0
+		for _, h := range r.holders {
+			opened += int(h.opened.Load())
+			select {
+			case <-h.exited:
+			default:
+				if len(h.held) == 0 {
+					done = false
+				}
+			}
+		}
+		if opened >= next || (done && opened > r.curve[len(r.curve)-1].Sessions) {
+			m := treeMemory(e.proxyPID)
+			r.curve = append(r.curve, memPoint{Sessions: opened, PrivateDirty: m.PrivateDirty, RSS: m.RSS, TCPMemBytes: readSockstat().TCPMemByte})
+			for next <= opened {
+				next += step
+			}
+		}
+		if done {
+			break
+		}
+		if time.Since(lastReport) > 2*time.Second {
+			fmt.Fprintf(os.Stderr, "hold: %d of %d sessions open after %v\n", opened, cfg.conns, time.Since(start).Round(time.Second))
+			lastReport = time.Now()
+		}
+		if why := shouldStop(); why != "" {
+			halt(why)
+		}
+		if err := proxyAlive(e); err != nil {
+			halt(err.Error())
+		}
+		if time.Since(start) > cfg.rampTimeout+cfg.opTimeout+5*time.Second {
+			halt(fmt.Sprintf("ramp time limit %v", cfg.rampTimeout))
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, h := range r.holders {
+		rep, err := h.waitHeld(cfg.opTimeout + 5*time.Second)
+		if err != nil {
+			r.errors.add(err)
+			continue
+		}
+		r.held += rep.Held
+		r.errors.merge(rep.Errors)
+		if rep.Stop != "" && r.stop == "" {
+			r.stop = rep.Stop
+		}
+	}
+	r.elapsed = time.Since(start)
+	if r.held >= cfg.conns {
+		r.stop = ""
+	}
+	return r
+}
+
+// checkPortRange fails when the kernel's ephemeral ports cannot cover
+// sessions connections from the proxy to its target: every one of them has
+// the same source and destination address, so only the source port tells
+// them apart.
+func checkPortRange(sessions int) error {
+	data, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range")
+	if err != nil {
+		return nil
+	}
+	var lo, hi int
+	if _, err := fmt.Sscan(string(data), &lo, &hi); err != nil {
+		return nil
+	}
+	if avail := hi - lo + 1; sessions > avail-1000 {
+		return fmt.Errorf("%d sessions need as many ephemeral ports from the proxy to its target, and the range %d-%d has %d (less 1,000 kept spare); widen it first: sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\"", sessions, lo, hi, avail)
 	}
 	return nil
 }

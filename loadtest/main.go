@@ -63,6 +63,8 @@ func main() {
 		err = relayMain(args)
 	case "target":
 		err = targetMain(args)
+	case "holder":
+		err = holderMain(args)
 	case "report":
 		err = reportMain(args)
 	case "-h", "-help", "--help", "help":

@@ -221,7 +221,7 @@ func setUp(cfg *settings, res *Result) (*env, error) {
 	if err := checkLoopback(cfg.target); err != nil {
 		return nil, err
 	}
-	tgt, err := startTarget(kind, cfg.target, cfg.nbytes)
+	tgt, err := startTargets(kind, cfg.target, cfg.nbytes, cfg.conns)
 	if err != nil {
 		return nil, fmt.Errorf("target: %w", err)
 	}

@@ -64,6 +64,8 @@ type Result struct {
 	AliveChecked  int           `json:"alive_checked,omitempty"`
 	AliveOK       int           `json:"alive_ok,omitempty"`
 	SettleSeconds float64       `json:"settle_s,omitempty"`
+	Holders       int           `json:"holders,omitempty"`   // client processes holding the sessions
+	MemCurve      []memPoint    `json:"mem_curve,omitempty"` // proxy memory as sessions were opened
 
 	// The machine around the run: CPU used by processes other than the
 	// client, the target and a proxy this tool started, in % of one core
@@ -72,6 +74,14 @@ type Result struct {
 	LoadAvg1    float64 `json:"loadavg_1m"`
 
 	Errors errorTally `json:"errors"`
+}
+
+// memPoint is the proxy's memory with Sessions held, read during the ramp.
+type memPoint struct {
+	Sessions     int   `json:"sessions"`
+	PrivateDirty int64 `json:"private_dirty"`
+	RSS          int64 `json:"rss"`
+	TCPMemBytes  int64 `json:"tcp_mem_bytes"`
 }
 
 // perSession is (after - before) / sessions held, in bytes.

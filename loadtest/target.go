@@ -12,6 +12,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // Target kinds. A target is what sits behind the proxy, where a VNC server
@@ -30,13 +32,26 @@ func targetMain(args []string) error {
 	kind := fs.String("kind", targetEcho, "echo, source or sink")
 	listen := fs.String("listen", "127.0.0.1:0", "address to listen on")
 	nbytes := fs.Int64("bytes", 0, "bytes to send (source) or to count before acking (sink)")
+	reusePort := fs.Bool("reuseport", false, "listen with SO_REUSEPORT, so that several targets share the port")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	if err := checkLoopback(*listen); err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *listen)
+	var lc net.ListenConfig
+	if *reusePort {
+		lc.Control = func(_, _ string, rc syscall.RawConn) error {
+			var serr error
+			if err := rc.Control(func(fd uintptr) {
+				serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+			}); err != nil {
+				return err
+			}
+			return serr
+		}
+	}
+	ln, err := lc.Listen(background, "tcp", *listen)
 	if err != nil {
 		return err
 	}
@@ -144,14 +159,37 @@ type targetProc struct {
 	addr string
 }
 
+// sessionsPerTarget is what one target child serves at most: each session
+// is one socket there, under the 20,000-descriptor limit.
+const sessionsPerTarget = 16000
+
+// startTargets starts enough target children for sessions, all on one port
+// (SO_REUSEPORT), and returns the first; the others stop with it at cleanup.
+func startTargets(kind, listen string, nbytes int64, sessions int) (*targetProc, error) {
+	n := (sessions + sessionsPerTarget - 1) / sessionsPerTarget
+	if n <= 1 {
+		return startTarget(kind, listen, nbytes, false)
+	}
+	first, err := startTarget(kind, listen, nbytes, true)
+	if err != nil {
+		return nil, err
+	}
+	for range n - 1 {
+		if _, err := startTarget(kind, first.addr, nbytes, true); err != nil {
+			return nil, err
+		}
+	}
+	return first, nil
+}
+
 // startTarget re-executes this binary as a target child and waits for its
 // listening address.
-func startTarget(kind, listen string, nbytes int64) (*targetProc, error) {
+func startTarget(kind, listen string, nbytes int64, reusePort bool) (*targetProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "target", "-kind", kind, "-listen", listen, "-bytes", fmt.Sprint(nbytes))
+	cmd := exec.Command(self, "target", "-kind", kind, "-listen", listen, "-bytes", fmt.Sprint(nbytes), fmt.Sprintf("-reuseport=%v", reusePort))
 	cmd.Stderr = os.Stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.StdoutPipe()
