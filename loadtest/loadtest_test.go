@@ -13,12 +13,12 @@ import (
 )
 
 // TestMain lets the test binary stand in for loadtest itself: the tool
-// re-executes its own binary for the target and the relay, and under
+// re-executes its own binary for the target, the relay and the holders, and under
 // "go test" that binary is this one.
 func TestMain(m *testing.M) {
 	if len(os.Args) > 1 {
 		switch os.Args[1] {
-		case "target", "relay":
+		case "target", "relay", "holder":
 			main()
 			return
 		}
