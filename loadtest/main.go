@@ -43,6 +43,7 @@ modes:
   hold         open N idle sessions and measure the proxy's memory per session
   relay        run the plain TCP relay: loadtest relay LISTEN TARGET
   report       turn JSON results into the tables of BENCHMARKS.md
+  plot         draw proxy memory against sessions held (PNG) from hold results
 
 run "loadtest MODE -h" for the flags of a mode.
 `)
@@ -67,6 +68,8 @@ func main() {
 		err = holderMain(args)
 	case "report":
 		err = reportMain(args)
+	case "plot":
+		err = plotMain(args)
 	case "-h", "-help", "--help", "help":
 		usage()
 		return
