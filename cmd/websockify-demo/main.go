@@ -92,11 +92,12 @@ func serve() error {
 websockify is running on ws://%s/ in front of an echo service at %s.
 The round trip check passed. Next:
   - open in a browser:    http://%s/tests/websock_test.html  (websock.js test; ?mode=base64 too)
+  - telnet client page:   http://%s/wstelnet.html  (for websockify in front of a telnet server)
   - type lines at it:     bin/websockify-demo client
   - point any WebSocket client (subprotocol "binary" or "base64") at ws://%s/
   - use your own target:  bin/websockify 6080 HOST:PORT   (a VNC server for noVNC)
 Press Ctrl-C to stop.
-`, listen, echo.Addr(), listen, listen)
+`, listen, echo.Addr(), listen, listen, listen)
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
