@@ -338,6 +338,7 @@ const telnetProtocolChecks = `(async () => {
   screen('backspace', ['abc\b\bX'], ['aXc', '', '', '', '']);
   screen('erase display', ['abc\r\ndef\x1b[2J\x1b[Hz'], ['z', '', '', '', '']);
   screen('SGR and unknown sequences', ['\x1b[1;31mR\x1b[0m\x1b]0;title\x07ok\x1b[?25l\x1b(B!\x07'], ['Rok!', '', '', '', '']);
+  screen('ESC inside a sequence starts a new one', ['ab\x1b[1\x1b[1Dc'], ['ac', '', '', '', '']);
   screen('sequence split across writes', ['a\x1b', '[', '1', 'Db'], ['b', '', '', '', '']);
   screen('insert and delete chars', ['abcdef\x1b[1;3H\x1b[2P\x1b[1;2H\x1b[1@'], ['a bef', '', '', '', '']);
   screen('scroll region', ['1\r\n2\r\n3\r\n4\r\n5\x1b[2;4r\x1b[4;1H\n'], ['1', '3', '4', '', '5']);

@@ -121,7 +121,9 @@ export class Terminal {
         this._escape(ch);
         return;
       case S_CSI:
-        if (c < 0x20) {
+        if (c === 0x1b) {
+          this._state = S_ESC; // a new sequence cancels this one
+        } else if (c < 0x20) {
           this._control(c); // controls inside a sequence still act (VT100 does)
         } else if (c >= 0x40 && c <= 0x7e) {
           this._state = S_TEXT;
@@ -522,7 +524,7 @@ export class Terminal {
       PageUp: '\x1b[5~',
       PageDown: '\x1b[6~',
     };
-    if (e.key in special) return special[e.key];
+    if (Object.hasOwn(special, e.key)) return special[e.key];
     if (e.ctrlKey && !e.altKey) {
       const k = e.key.length === 1 ? e.key.toUpperCase() : '';
       // Ctrl-Shift-V and friends stay the browser's.

@@ -1,8 +1,9 @@
 // Command websockify-demo shows websockify working without a server of your
 // own: it starts an echo service on a loopback port, runs bin/websockify on
 // 127.0.0.1:6080 in front of it, checks one round trip, and tells you what to
-// try next. websockify also serves the embedded web/ folder (websock.js and
-// its test page) with --web, so a browser can try the proxy too.
+// try next. websockify also serves the embedded web/ folder (websock.js, its
+// test page and the telnet client wstelnet.html) with --web, so a browser can
+// try the proxy too.
 // `websockify-demo client [url]` is a line-based WebSocket client for typing
 // at it.
 package main
