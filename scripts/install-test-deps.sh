@@ -8,6 +8,8 @@ command -v git >/dev/null 2>&1 || need_apt+=(git)
 command -v bash >/dev/null 2>&1 || need_apt+=(bash)
 [ -x /usr/bin/websockify ] || need_apt+=(websockify) # the Python original, which loadtest's tests drive too
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)   # test/browser_test.go runs web/websock.js in it
+# test/telnet_test.go: web/wstelnet.html logs in to a real telnetd as this user.
+[ -x /usr/sbin/telnetd ] || need_apt+=(inetutils-telnetd)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	echo "installing: ${need_apt[*]}"
@@ -15,6 +17,12 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 	apt-get update -qq
 	apt-get install -y -qq "${need_apt[@]}"
 fi
+# test/telnet_test.go logs in with this account (same name and password as
+# its telnetUser and telnetPassword): only ever reachable through 127.0.0.1.
+if ! id wstelnet >/dev/null 2>&1; then
+	useradd --create-home --shell /bin/sh wstelnet
+fi
+echo 'wstelnet:wstelnet-test-pw' | chpasswd
 # go.mod names the Go version; an older go fetches it from the module proxy.
 export GOTOOLCHAIN=auto
 go mod download

@@ -1,8 +1,9 @@
 // Command websockify-demo shows websockify working without a server of your
 // own: it starts an echo service on a loopback port, runs bin/websockify on
 // 127.0.0.1:6080 in front of it, checks one round trip, and tells you what to
-// try next. websockify also serves the embedded web/ folder (websock.js and
-// its test page) with --web, so a browser can try the proxy too.
+// try next. websockify also serves the embedded web/ folder (websock.js, its
+// test page and the telnet client wstelnet.html) with --web, so a browser can
+// try the proxy too.
 // `websockify-demo client [url]` is a line-based WebSocket client for typing
 // at it.
 package main
@@ -92,11 +93,12 @@ func serve() error {
 websockify is running on ws://%s/ in front of an echo service at %s.
 The round trip check passed. Next:
   - open in a browser:    http://%s/tests/websock_test.html  (websock.js test; ?mode=base64 too)
+  - telnet client page:   http://%s/wstelnet.html  (for websockify in front of a telnet server)
   - type lines at it:     bin/websockify-demo client
   - point any WebSocket client (subprotocol "binary" or "base64") at ws://%s/
   - use your own target:  bin/websockify 6080 HOST:PORT   (a VNC server for noVNC)
 Press Ctrl-C to stop.
-`, listen, echo.Addr(), listen, listen)
+`, listen, echo.Addr(), listen, listen, listen)
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
