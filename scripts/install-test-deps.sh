@@ -17,12 +17,18 @@ if [ ${#need_apt[@]} -gt 0 ]; then
 	apt-get update -qq
 	apt-get install -y -qq "${need_apt[@]}"
 fi
-# test/telnet_test.go logs in with this account (same name and password as
-# its telnetUser and telnetPassword): only ever reachable through 127.0.0.1.
+# test/telnet_test.go logs in with this account. Its password is made up on
+# each machine and kept where only root can read it, so no machine that ran
+# the tests has an account with a password anyone could know.
+pwfile=/var/lib/websockify-tests/wstelnet.password
 if ! id wstelnet >/dev/null 2>&1; then
 	useradd --create-home --shell /bin/sh wstelnet
 fi
-echo 'wstelnet:wstelnet-test-pw' | chpasswd
+if [ ! -s "$pwfile" ]; then
+	install -d -m 700 "$(dirname "$pwfile")"
+	(umask 077 && head -c 18 /dev/urandom | base64 | tr -d '/+=' >"$pwfile")
+	echo "wstelnet:$(cat "$pwfile")" | chpasswd
+fi
 # go.mod names the Go version; an older go fetches it from the module proxy.
 export GOTOOLCHAIN=auto
 go mod download

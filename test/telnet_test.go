@@ -4,6 +4,7 @@ package test
 // through the page in headless Chromium and run a command.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"net"
@@ -24,10 +25,10 @@ import (
 const (
 	// telnetdPath is inetutils-telnetd, which scripts/install-test-deps.sh installs.
 	telnetdPath = "/usr/sbin/telnetd"
-	// telnetUser and telnetPassword are the account that
-	// scripts/install-test-deps.sh creates for this test.
-	telnetUser     = "wstelnet"
-	telnetPassword = "wstelnet-test-pw"
+	// telnetUser is the account that scripts/install-test-deps.sh creates
+	// for this test, with a password of its own making in telnetPasswordFile.
+	telnetUser         = "wstelnet"
+	telnetPasswordFile = "/var/lib/websockify-tests/wstelnet.password"
 )
 
 // TestTelnetBrowser opens web/wstelnet.html, served by websockify's --web
@@ -44,6 +45,11 @@ func TestTelnetBrowser(t *testing.T) {
 	if _, err := user.Lookup(telnetUser); err != nil {
 		t.Fatalf("no user %s to log in as (%v): `make test` creates it (scripts/install-test-deps.sh)", telnetUser, err)
 	}
+	pw, err := os.ReadFile(telnetPasswordFile)
+	if err != nil || len(bytes.TrimSpace(pw)) == 0 {
+		t.Fatalf("no password for %s in %s (%v): `make test` makes one (scripts/install-test-deps.sh)", telnetUser, telnetPasswordFile, err)
+	}
+	telnetPassword := string(bytes.TrimSpace(pw))
 	browser, outDir := startChromium(t)
 	root, err := moduleRoot()
 	if err != nil {
