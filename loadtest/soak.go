@@ -281,8 +281,31 @@ func (s *soakStats) fault(kind string) {
 
 func (s *soakStats) fail(kind string, err error) {
 	s.mu.Lock()
+	if c := causeOf(err); c != "" {
+		kind += " " + c
+	}
 	s.errs.add(&phaseError{kind, err})
 	s.mu.Unlock()
+}
+
+// causeOf names the class of a session's end, for the error table; empty for
+// time-outs, which errorTally marks itself.
+func causeOf(err error) string {
+	var cl *wsClosed
+	var ne net.Error
+	switch {
+	case errors.As(err, &cl):
+		return fmt.Sprintf("close-%d", cl.code)
+	case errors.As(err, &ne) && ne.Timeout():
+		return ""
+	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
+		return "reset"
+	case errors.Is(err, syscall.ECONNREFUSED):
+		return "refused"
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF):
+		return "eof"
+	}
+	return "other"
 }
 
 // check counts got against want; a difference is corruption, wherever it
@@ -650,7 +673,8 @@ func (r *soakRun) bulkUp(seed uint64, n int64, b64 bool, rng *mrand.Rand) error 
 		r.ended("bulk-up", err, e)
 		return err
 	}
-	bad := int64(binary.BigEndian.Uint64(ans[:]))
+	// An answer above n is itself corrupt; n bytes is the most it can mean.
+	bad := int64(min(binary.BigEndian.Uint64(ans[:]), uint64(n)))
 	r.st.verified.Add(n)
 	if bad > 0 {
 		r.st.corrupted.Add(bad)
@@ -1213,6 +1237,9 @@ func (r *soakRun) fill(res *soakResult, proxyErr error) {
 	res.FaultAffected = st.affected.Load()
 	res.HalfOpen = st.drops
 	res.Errors = st.errs
+	if res.Errors.Count == nil {
+		res.Errors = errorTally{Count: map[string]int{}, Example: map[string]string{}}
+	}
 	res.UnexpectedErrors = st.errs.total()
 	res.Failures = []string{}
 	if res.CorruptedBytes > 0 {
