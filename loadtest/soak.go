@@ -378,7 +378,7 @@ func runSoak(c *soakConfig, progress io.Writer) (*soakResult, error) {
 	r.st.drops = map[string]*dropStat{}
 	r.warmUp()
 	res := &soakResult{Mode: "soak", Label: c.label, Proxy: desc, Time: time.Now().UTC().Format(time.RFC3339), Seed: c.seed}
-	res.ProxyBefore = r.proxyStatus()
+	res.ProxyBefore = r.baseline()
 
 	mem := startMemPeak(env.pid, time.Second)
 	start := time.Now()
@@ -1025,9 +1025,10 @@ func (r *soakRun) progressLine(el time.Duration, rss int64) string {
 
 // proxyStatus is what is known about the proxy at one moment.
 type proxyStatus struct {
-	FDs        int  `json:"fds"`        // /proc/PID/fd entries; -1 unknown
-	Goroutines *int `json:"goroutines"` // from the status line; null when the proxy prints none
-	Sessions   *int `json:"sessions"`
+	FDs        int            `json:"fds"`        // /proc/PID/fd entries; -1 unknown
+	Goroutines *int           `json:"goroutines"` // from the status line; null when the proxy prints none
+	Sessions   *int           `json:"sessions"`
+	FDKinds    map[string]int `json:"fd_kinds,omitempty"` // socket, pipe, eventpoll, file, ...
 }
 
 func (p *proxyStatus) String() string {
@@ -1041,6 +1042,14 @@ func (p *proxyStatus) String() string {
 	if p.FDs >= 0 {
 		fds = strconv.Itoa(p.FDs)
 	}
+	kinds := make([]string, 0, len(p.FDKinds))
+	for k, n := range p.FDKinds {
+		kinds = append(kinds, fmt.Sprintf("%s %d", k, n))
+	}
+	slices.Sort(kinds)
+	if len(kinds) > 0 {
+		fds += " (" + strings.Join(kinds, ", ") + ")"
+	}
 	return fmt.Sprintf("fds %s, goroutines %s, sessions %s", fds, opt(p.Goroutines), opt(p.Sessions))
 }
 
@@ -1053,8 +1062,25 @@ func readProxyStatus(pid int, logPath string) *proxyStatus {
 	if pid == 0 {
 		return st
 	}
-	if ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid)); err == nil {
+	dir := fmt.Sprintf("/proc/%d/fd", pid)
+	if ents, err := os.ReadDir(dir); err == nil {
 		st.FDs = len(ents)
+		// By kind, so a leak report says what leaked.
+		st.FDKinds = map[string]int{}
+		for _, e := range ents {
+			l, err := os.Readlink(filepath.Join(dir, e.Name()))
+			if err != nil {
+				continue
+			}
+			kind := "file"
+			if k, rest, ok := strings.Cut(l, ":"); ok && !strings.HasPrefix(l, "/") {
+				kind = k
+				if k == "anon_inode" {
+					kind = strings.Trim(rest, "[]")
+				}
+			}
+			st.FDKinds[kind]++
+		}
 	}
 	// A process that does not catch SIGUSR1 would die of it (Python's
 	// websockify does not).
@@ -1113,13 +1139,30 @@ func catchesSignal(pid int, sig syscall.Signal) bool {
 	return false
 }
 
-// drainedStatus polls until the proxy is back to its idle counts or the
-// drain limit passes, and returns the last reading.
+// baseline is the reading before traffic: the lowest of a few, because the
+// warm-up's sessions may still be winding down.
+func (r *soakRun) baseline() *proxyStatus {
+	best := r.proxyStatus()
+	for i := 0; i < 4; i++ {
+		time.Sleep(500 * time.Millisecond)
+		st := r.proxyStatus()
+		if st.FDs >= 0 && st.FDs < best.FDs {
+			best = st
+		}
+	}
+	return best
+}
+
+// drainedStatus polls until the proxy is back to its counts before the
+// traffic or the drain limit passes, and returns the last reading; the
+// slack is applied only when judging it.
 func (r *soakRun) drainedStatus(before *proxyStatus) *proxyStatus {
 	deadline := time.Now().Add(r.cfg.drainLimit)
 	for {
 		st := r.proxyStatus()
-		if len(r.leaks(before, st)) == 0 || time.Now().After(deadline) {
+		back := st.FDs <= before.FDs && (st.Sessions == nil || *st.Sessions == 0) &&
+			(st.Goroutines == nil || before.Goroutines == nil || *st.Goroutines <= *before.Goroutines)
+		if back || time.Now().After(deadline) {
 			return st
 		}
 		time.Sleep(500 * time.Millisecond)
