@@ -2,11 +2,14 @@ package main
 
 import (
 	"bufio"
+	"bytes"
+	"errors"
 	"io"
 	"net"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -165,3 +168,72 @@ func flipFrames(dst io.Writer, src *bufio.Reader) {
 		}
 	}
 }
+
+// A proxy that does not catch SIGUSR1 (Python's websockify) must not be sent
+// it, and its goroutines are unknown rather than zero.
+func TestProxyStatusWithoutStatusLine(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	time.Sleep(100 * time.Millisecond) // past exec, so the mask is sleep's own
+	st := readProxyStatus(cmd.Process.Pid, filepath.Join(t.TempDir(), "log"))
+	if st.FDs <= 0 || st.Goroutines != nil || st.Sessions != nil {
+		t.Fatalf("status %v", st)
+	}
+	if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the process died: %v", err)
+	}
+}
+
+func TestSoakLeakJudgement(t *testing.T) {
+	r := &soakRun{cfg: &soakConfig{fdSlack: 4, goroutineSlack: 8}}
+	n := func(v int) *int { return &v }
+	before := &proxyStatus{FDs: 10, Goroutines: n(9), Sessions: n(0)}
+	for _, c := range []struct {
+		after *proxyStatus
+		leaks int
+	}{
+		{&proxyStatus{FDs: 14, Goroutines: n(17), Sessions: n(0)}, 0},
+		{&proxyStatus{FDs: 15, Goroutines: n(9), Sessions: n(0)}, 1},
+		{&proxyStatus{FDs: 10, Goroutines: n(18), Sessions: n(0)}, 1},
+		{&proxyStatus{FDs: 10, Goroutines: n(9), Sessions: n(1)}, 1},
+		{&proxyStatus{FDs: 10}, 0}, // goroutines unknown: not judged
+	} {
+		if got := r.leaks(before, c.after); len(got) != c.leaks {
+			t.Errorf("after %v: %v", c.after, got)
+		}
+	}
+}
+
+// Base64 payload split across frames anywhere, with pings between, decodes
+// to the bytes sent.
+func TestSoakConnBase64AcrossFrames(t *testing.T) {
+	var in bytes.Buffer
+	for _, f := range []ws.Frame{
+		ws.NewTextFrame([]byte("aGVs")), // "hel"
+		ws.NewPingFrame([]byte("p")),
+		ws.NewTextFrame([]byte("bG8gd2")),
+		ws.NewTextFrame([]byte("9ybGQ=")), // "lo world"
+		ws.NewCloseFrame(ws.NewCloseFrameBody(1011, "gone")),
+	} {
+		if err := ws.WriteFrame(&in, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &soakConn{s: &session{br: bufio.NewReader(&in), conn: discardConn{}}, b64: true}
+	got := make([]byte, 11)
+	if n, err := c.readFull(got); err != nil || string(got[:n]) != "hello world" {
+		t.Fatalf("read %q, %v", got[:n], err)
+	}
+	var cl *wsClosed
+	if _, err := c.readFull(got[:1]); !errors.As(err, &cl) || cl.code != 1011 || cl.reason != "gone" {
+		t.Fatalf("want close 1011, got %v", err)
+	}
+}
+
+// discardConn takes the pong a ping asks for.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(p []byte) (int, error) { return len(p), nil }
