@@ -385,10 +385,10 @@ func runSoak(c *soakConfig, progress io.Writer) (*soakResult, error) {
 
 	mem := startMemPeak(env.pid, time.Second)
 	start := time.Now()
-	end := start.Add(c.duration)
 	rng := mrand.New(mrand.NewPCG(c.seed, 1))
 	for i := 0; i < c.sessions; i++ {
-		r.spawn(func() { r.echoWorker(uint64(i), rng.Float64() < c.b64Share, end) })
+		b64 := rng.Float64() < c.b64Share // drawn here: rng is not for sharing
+		r.spawn(func() { r.echoWorker(uint64(i), b64) })
 	}
 	for i := 0; i < c.bulkWorkers; i++ {
 		r.spawn(func() { r.bulkWorker(uint64(i), i%2 == 1 && c.b64Share > 0) })
@@ -491,7 +491,7 @@ func (r *soakRun) dial(b64 bool) (*soakConn, int64, error) {
 
 // echoWorker keeps one long-lived echo session open at a time, sending
 // pseudo-random messages of 1 B to 256 KiB and checking every echoed byte.
-func (r *soakRun) echoWorker(id uint64, b64 bool, end time.Time) {
+func (r *soakRun) echoWorker(id uint64, b64 bool) {
 	rng := mrand.New(mrand.NewPCG(r.cfg.seed, 100+id))
 	src := stream(r.cfg.seed ^ (id << 20))
 	// Stagger the start so the sessions do not all open in the same second.
