@@ -237,3 +237,27 @@ func TestSoakConnBase64AcrossFrames(t *testing.T) {
 type discardConn struct{ net.Conn }
 
 func (discardConn) Write(p []byte) (int, error) { return len(p), nil }
+
+// The slow consumer reads every byte at its pace, verified, and sees the
+// proxy's memory.
+func TestSlowConsumerOurProxy(t *testing.T) {
+	cfg := shortSoak()
+	cfg.proxyCmd = buildWebsockify(t) + " {listen} {target}"
+	if err := cfg.check(); err != nil {
+		t.Fatal(err)
+	}
+	defer runCleanups()
+	const n, rate = 4 << 20, 2 << 20
+	start := time.Now()
+	res, err := runSlow(cfg, n, rate, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(res.summary())
+	if res.Error != "" || res.BytesVerified != n || res.CorruptedBytes != 0 || res.ProxyRSSPeak <= 0 {
+		t.Fatalf("slow: %s", res.summary())
+	}
+	if el := time.Since(start); el < n/rate*time.Second*9/10 {
+		t.Fatalf("read %d bytes at %d B/s in %v: the pace was not kept", n, rate, el)
+	}
+}
