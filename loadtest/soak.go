@@ -103,7 +103,7 @@ type soakConfig struct {
 func soakFlags(fs *flag.FlagSet, c *soakConfig) {
 	fs.StringVar(&c.proxyURL, "proxy", "", "URL of a proxy already running (ws://127.0.0.1:P/); its target must be -target")
 	fs.StringVar(&c.proxyCmd, "proxy-cmd", "", "command template to start the proxy: {listen} {port} {target} {target_host} {target_port} {self}")
-	fs.IntVar(&c.proxyPID, "proxy-pid", 0, "PID of a proxy given with -proxy, for memory, descriptor and status readings")
+	fs.IntVar(&c.proxyPID, "proxy-pid", 0, "PID of a proxy given with -proxy, for memory and descriptor readings")
 	fs.StringVar(&c.target, "target", "127.0.0.1:0", "address the target listens on (fix the port when the proxy was started by hand)")
 	fs.StringVar(&c.label, "label", "", "name of the proxy in the results (default: derived from the command)")
 	fs.StringVar(&c.proxyLog, "proxy-log", "", "file for the started proxy's stdout and stderr (default: a temporary file, removed at the end)")
@@ -133,7 +133,7 @@ func soakMain(args []string) error {
 	fs.IntVar(&c.goroutineSlack, "goroutine-slack", 8, "goroutines the proxy may run above its count before traffic")
 	fs.IntVar(&c.maxErrors, "max-errors", -1, "fail the run above this many unexpected session errors (-1: report only)")
 	fs.DurationVar(&c.progress, "progress", 5*time.Second, "interval of the progress lines on stderr")
-	fs.Uint64Var(&c.seed, "seed", 0, "seed of the pseudo-random choices (0: from the clock)")
+	fs.Uint64Var(&c.seed, "seed", 0, "seed of payloads and choices (0: from the clock); timing still differs between runs")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -174,6 +174,9 @@ func (c *soakConfig) check() error {
 		if c.proxyCmd != "" {
 			c.label = filepath.Base(strings.Fields(c.proxyCmd)[0])
 		}
+	}
+	if c.proxyURL != "" && strings.HasSuffix(c.target, ":0") {
+		return errors.New("with -proxy, give -target with the port the proxy forwards to")
 	}
 	if c.seed == 0 {
 		c.seed = uint64(time.Now().UnixNano())
@@ -332,13 +335,14 @@ func (s *soakStats) check(what string, got, want []byte) {
 
 // soakRun is one soak in progress.
 type soakRun struct {
-	cfg   *soakConfig
-	env   *soakEnv
-	st    soakStats
-	stop  atomic.Bool
-	done  chan struct{} // closed when the traffic phase ends
-	epoch atomic.Int64  // target restarts: odd while the target is down
-	wg    sync.WaitGroup
+	cfg           *soakConfig
+	env           *soakEnv
+	st            soakStats
+	stop          atomic.Bool
+	done          chan struct{} // closed when the traffic phase ends
+	epoch         atomic.Int64  // target restarts: odd while the target is down
+	restartBroken atomic.Bool   // the target could not be started again
+	wg            sync.WaitGroup
 }
 
 func (r *soakRun) stopping() bool { return r.stop.Load() }
@@ -938,7 +942,9 @@ func (r *soakRun) restartLoop() {
 	for r.pause(r.cfg.restartEvery) {
 		r.st.fault(faultRestart)
 		if err := r.restartTarget(); err != nil {
+			// Every later session would look fault-affected; say so loudly.
 			r.st.fail(faultRestart, err)
+			r.restartBroken.Store(true)
 			return
 		}
 	}
@@ -1294,6 +1300,15 @@ func (r *soakRun) fill(res *soakResult, proxyErr error) {
 	}
 	if proxyErr != nil {
 		res.Failures = append(res.Failures, proxyErr.Error())
+	}
+	if r.restartBroken.Load() {
+		why := ""
+		for k, v := range st.errs.Example {
+			if strings.HasPrefix(k, faultRestart) {
+				why = v
+			}
+		}
+		res.Failures = append(res.Failures, "the target did not come back after a restart: "+why)
 	}
 	if res.ProxyAfter != nil {
 		res.Failures = append(res.Failures, r.leaks(res.ProxyBefore, res.ProxyAfter)...)
