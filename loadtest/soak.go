@@ -204,7 +204,7 @@ type soakEnv struct {
 }
 
 func startSoakEnv(proxyURL, proxyCmd, target, proxyLog, label string, pid int, opTimeout time.Duration) (*soakEnv, string, error) {
-	tgt, err := startTarget(targetSoak, target, 0)
+	tgt, err := startTarget(targetSoak, target, 0, false)
 	if err != nil {
 		return nil, "", fmt.Errorf("target: %w", err)
 	}
@@ -964,7 +964,7 @@ func (r *soakRun) restartTarget() error {
 	var tgt *targetProc
 	var err error
 	for try := 0; try < 20; try++ {
-		if tgt, err = startTarget(targetSoak, old.addr, 0); err == nil {
+		if tgt, err = startTarget(targetSoak, old.addr, 0, false); err == nil {
 			break
 		}
 		time.Sleep(250 * time.Millisecond)
@@ -1072,11 +1072,19 @@ func readProxyStatus(pid int, logPath string) *proxyStatus {
 	if pid == 0 {
 		return st
 	}
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	if ents, err := os.ReadDir(dir); err == nil {
-		st.FDs = len(ents)
+	// The whole tree: --workers processes, or Python's forked children,
+	// hold descriptors of their own.
+	for _, p := range processTree(pid) {
+		dir := fmt.Sprintf("/proc/%d/fd", p)
+		ents, err := os.ReadDir(dir)
+		if err != nil {
+			continue
+		}
+		if st.FDs < 0 {
+			st.FDs, st.FDKinds = 0, map[string]int{}
+		}
+		st.FDs += len(ents)
 		// By kind, so a leak report says what leaked.
-		st.FDKinds = map[string]int{}
 		for _, e := range ents {
 			l, err := os.Readlink(filepath.Join(dir, e.Name()))
 			if err != nil {
@@ -1097,12 +1105,24 @@ func readProxyStatus(pid int, logPath string) *proxyStatus {
 	if logPath == "" || !catchesSignal(pid, syscall.SIGUSR1) {
 		return st
 	}
-	before := countStatusLines(logPath)
+	before := len(statusLines(logPath))
 	if syscall.Kill(pid, syscall.SIGUSR1) != nil {
 		return st
 	}
 	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-		if n, sess, gor := lastStatusLine(logPath); n > before {
+		if len(statusLines(logPath)) > before {
+			// With --workers each worker answers on its own; give the
+			// others a moment, then sum the latest line of each.
+			time.Sleep(300 * time.Millisecond)
+			latest := map[int]statusLine{}
+			for _, l := range statusLines(logPath)[before:] {
+				latest[l.pid] = l
+			}
+			var sess, gor int
+			for _, l := range latest {
+				sess += l.sessions
+				gor += l.goroutines
+			}
 			st.Sessions, st.Goroutines = &sess, &gor
 			return st
 		}
@@ -1110,28 +1130,32 @@ func readProxyStatus(pid int, logPath string) *proxyStatus {
 	return st
 }
 
-var statusLineRE = regexp.MustCompile(`status: sessions=(\d+) goroutines=(\d+) fds=(\d+)`)
+// statusLineRE matches our websockify's answer to SIGUSR1; pid= is absent
+// in older builds.
+var statusLineRE = regexp.MustCompile(`status: sessions=(\d+) goroutines=(\d+) fds=(\d+)(?: pid=(\d+))?`)
 
-func countStatusLines(path string) int { n, _, _ := lastStatusLine(path); return n }
+type statusLine struct{ pid, sessions, goroutines int }
 
-// lastStatusLine returns how many status lines the log holds and the values
-// of the last one.
-func lastStatusLine(path string) (n, sessions, goroutines int) {
+// statusLines returns every status line in the proxy's log, in order.
+func statusLines(path string) []statusLine {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, 0, 0
+		return nil
 	}
 	defer f.Close()
+	var out []statusLine
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
 		if m := statusLineRE.FindSubmatch(sc.Bytes()); m != nil {
-			n++
-			sessions, _ = strconv.Atoi(string(m[1]))
-			goroutines, _ = strconv.Atoi(string(m[2]))
+			var l statusLine
+			l.sessions, _ = strconv.Atoi(string(m[1]))
+			l.goroutines, _ = strconv.Atoi(string(m[2]))
+			l.pid, _ = strconv.Atoi(string(m[4]))
+			out = append(out, l)
 		}
 	}
-	return n, sessions, goroutines
+	return out
 }
 
 // catchesSignal reads the SigCgt mask of /proc/PID/status.
