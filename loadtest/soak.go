@@ -413,7 +413,7 @@ wait:
 	for {
 		select {
 		case <-ticker.C:
-			fmt.Fprintln(progress, r.progressLine(time.Since(start), mem.peakRSS()))
+			fmt.Fprintln(progress, r.progressLine(time.Since(start), mem))
 			if env.proxy != nil {
 				if proxyErr = env.proxy.alive(); proxyErr != nil {
 					break wait
@@ -434,7 +434,7 @@ wait:
 		r.st.fail("drain", errors.New("workers still busy after the run; result taken anyway"))
 	}
 	res.DurationS = time.Since(start).Seconds()
-	fmt.Fprintln(progress, r.progressLine(time.Since(start), mem.peakRSS()))
+	fmt.Fprintln(progress, r.progressLine(time.Since(start), mem))
 	if proxyErr == nil && env.proxy != nil {
 		proxyErr = env.proxy.alive()
 	}
@@ -442,6 +442,7 @@ wait:
 		res.ProxyAfter = r.drainedStatus(res.ProxyBefore)
 	}
 	res.ProxyRSSPeak, res.ProxyPrivateDirtyPeak = mem.stop()
+	res.ProxyRSSAfter, _ = mem.rssNowAndPeak()
 	r.fill(res, proxyErr)
 	return res, nil
 }
@@ -1016,7 +1017,8 @@ func (r *soakRun) probeWorks() error {
 	return nil
 }
 
-func (r *soakRun) progressLine(el time.Duration, rss int64) string {
+func (r *soakRun) progressLine(el time.Duration, mem *memPeak) string {
+	now, peak := mem.rssNowAndPeak()
 	r.st.mu.Lock()
 	var nf int64
 	for _, v := range r.st.faults {
@@ -1025,10 +1027,10 @@ func (r *soakRun) progressLine(el time.Duration, rss int64) string {
 	nerr := r.st.errs.total()
 	r.st.mu.Unlock()
 	rssText := "?"
-	if rss > 0 {
-		rssText = fmt.Sprintf("%.1f MiB", float64(rss)/(1<<20))
+	if peak > 0 {
+		rssText = fmt.Sprintf("%.1f MiB (peak %.1f)", float64(now)/(1<<20), float64(peak)/(1<<20))
 	}
-	return fmt.Sprintf("soak %5.0fs  open %4d  opened %7d  verified %9.1f MB  corrupt %d  faults %5d  errors %d  rss peak %s",
+	return fmt.Sprintf("soak %5.0fs  open %4d  opened %7d  verified %9.1f MB  corrupt %d  faults %5d  errors %d  rss %s",
 		el.Seconds(), r.st.open.Load(), r.st.opened.Load(), float64(r.st.verified.Load())/1e6,
 		r.st.corrupted.Load(), nf, nerr, rssText)
 }
@@ -1223,6 +1225,7 @@ type memPeak struct {
 	pid       int
 	mu        sync.Mutex
 	rss, priv int64
+	last      int64 // the latest RSS reading
 	quit      chan struct{}
 	done      chan struct{}
 }
@@ -1252,13 +1255,14 @@ func (m *memPeak) sample() {
 	s := treeMemory(m.pid)
 	m.mu.Lock()
 	m.rss, m.priv = max(m.rss, s.RSS), max(m.priv, s.PrivateDirty)
+	m.last = s.RSS
 	m.mu.Unlock()
 }
 
-func (m *memPeak) peakRSS() int64 {
+func (m *memPeak) rssNowAndPeak() (int64, int64) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.rss
+	return m.last, m.rss
 }
 
 func (m *memPeak) stop() (rss, privateDirty int64) {
@@ -1294,6 +1298,7 @@ type soakResult struct {
 	ProxyBefore           *proxyStatus         `json:"proxy_before"`
 	ProxyAfter            *proxyStatus         `json:"proxy_after"`
 	ProxyRSSPeak          int64                `json:"proxy_rss_peak"`
+	ProxyRSSAfter         int64                `json:"proxy_rss_after"` // after the drain: a steady climb shows here
 	ProxyPrivateDirtyPeak int64                `json:"proxy_private_dirty_peak"`
 	Failures              []string             `json:"failures"`
 	Pass                  bool                 `json:"pass"`
@@ -1380,7 +1385,8 @@ func (res *soakResult) table() string {
 	if res.ProxyAfter != nil {
 		row("proxy after", "%s", res.ProxyAfter)
 	}
-	row("proxy RSS peak", "%.1f MiB (private dirty %.1f MiB)", float64(res.ProxyRSSPeak)/(1<<20), float64(res.ProxyPrivateDirtyPeak)/(1<<20))
+	row("proxy RSS peak", "%.1f MiB (private dirty %.1f MiB); %.1f MiB after the drain",
+		float64(res.ProxyRSSPeak)/(1<<20), float64(res.ProxyPrivateDirtyPeak)/(1<<20), float64(res.ProxyRSSAfter)/(1<<20))
 	if res.Pass && res.UnexpectedErrors > 0 {
 		fmt.Fprintf(&b, "PASS (no corruption, no leak; but %d unexpected errors: -max-errors 0 fails on them)\n", res.UnexpectedErrors)
 	} else if res.Pass {
