@@ -12,6 +12,8 @@
 //	loadtest hold       -proxy-cmd '...' -conns 9900
 //	loadtest <mode>     -relay ...            (the built-in TCP relay, raw TCP client)
 //	loadtest <mode>     -proxy ws://127.0.0.1:P/ -target 127.0.0.1:T   (proxy started by hand)
+//	loadtest soak       -proxy-cmd '...' -duration 30m   (verified traffic plus faults; leak check)
+//	loadtest slow       -proxy-cmd '...' -bytes N -rate R (slow consumer: the proxy's memory)
 //	loadtest relay      LISTEN TARGET         (the plain io.Copy relay on its own)
 //	loadtest report     -in results.jsonl -md BENCHMARKS.md
 //
@@ -41,6 +43,10 @@ modes:
   echo         many connections doing small request/response round trips
   setup        connection churn: handshake, one echo byte, close, repeat
   hold         open N idle sessions and measure the proxy's memory per session
+  soak         long run of verified echo, bulk and churn traffic plus faults; fails on
+               any corrupted byte or a descriptor/goroutine/session leak
+  slow         slow consumer: the target sends N bytes, the client reads at R bytes/s;
+               the proxy's peak memory, every byte verified
   relay        run the plain TCP relay: loadtest relay LISTEN TARGET
   report       turn JSON results into the tables of BENCHMARKS.md
   plot         draw proxy memory against sessions held (PNG) from hold results
@@ -60,6 +66,10 @@ func main() {
 	switch mode {
 	case "throughput", "echo", "setup", "hold":
 		err = runMeasurement(mode, args)
+	case "soak":
+		err = soakMain(args)
+	case "slow":
+		err = slowMain(args)
 	case "relay":
 		err = relayMain(args)
 	case "target":

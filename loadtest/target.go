@@ -65,6 +65,8 @@ func targetMain(args []string) error {
 		serve = func(c net.Conn) { serveSource(c, *nbytes) }
 	case targetSink:
 		serve = func(c net.Conn) { serveSink(c, *nbytes) }
+	case targetSoak:
+		serve = serveSoak
 	default:
 		return fmt.Errorf("unknown target kind %q", *kind)
 	}

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"io"
+	"net"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gobwas/ws"
+)
+
+// buildWebsockify builds our proxy into a temporary directory.
+func buildWebsockify(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "websockify")
+	out, err := exec.Command("go", "build", "-o", bin, "../cmd/websockify").CombinedOutput()
+	if err != nil {
+		t.Fatalf("building websockify: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// shortSoak is a soak small and fast enough for a shared CI machine, with
+// faults often enough that every kind happens.
+func shortSoak() *soakConfig {
+	return &soakConfig{target: "127.0.0.1:0", duration: 10 * time.Second, opTimeout: 10 * time.Second,
+		progress: 5 * time.Second, sessions: 20, bulkWorkers: 2, churnWorkers: 2, b64Share: 0.25,
+		think: 20 * time.Millisecond, lifeMin: 2 * time.Second, lifeMax: 5 * time.Second, bulkMax: 4 << 20,
+		faultEvery: 200 * time.Millisecond, restartEvery: 3 * time.Second, restartGap: 500 * time.Millisecond,
+		halfOpenLimit: 45 * time.Second, drainLimit: 15 * time.Second, fdSlack: 4, goroutineSlack: 8, maxErrors: -1}
+}
+
+type testLog struct{ t *testing.T }
+
+func (w testLog) Write(p []byte) (int, error) {
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func TestSoakOurProxy(t *testing.T) {
+	cfg := shortSoak()
+	cfg.proxyCmd = buildWebsockify(t) + " {listen} {target}"
+	if err := cfg.check(); err != nil {
+		t.Fatal(err)
+	}
+	defer runCleanups()
+	res, err := runSoak(cfg, testLog{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + res.table())
+	if !res.Pass || res.CorruptedBytes != 0 {
+		t.Fatalf("soak failed: %v", res.Failures)
+	}
+	if res.BytesVerified < 1<<20 || res.EchoRoundTrips == 0 || res.ChurnSessions == 0 || res.BulkTransfers == 0 {
+		t.Fatalf("too little traffic was verified")
+	}
+	for k, n := range res.Faults {
+		if n == 0 {
+			t.Errorf("no %s fault was injected", k)
+		}
+	}
+	if res.UnexpectedErrors != 0 {
+		t.Errorf("%d unexpected errors: %v", res.UnexpectedErrors, res.Errors.Example)
+	}
+	// The leak check must have had something to check.
+	if res.ProxyBefore.FDs <= 0 || res.ProxyAfter == nil || res.ProxyAfter.Goroutines == nil || res.ProxyAfter.Sessions == nil {
+		t.Errorf("no status reading: before %v, after %v", res.ProxyBefore, res.ProxyAfter)
+	}
+	// Our proxy drops a silent client after 3 s, well inside the run.
+	if d := res.HalfOpen["halfopen_silent"]; d == nil || d.Closed == 0 {
+		t.Errorf("no silent half-open client was seen closed: %+v", d)
+	}
+}
+
+// The soak must notice a proxy that delivers wrong bytes: here our proxy
+// behind a relay that flips one bit in every binary frame going to the
+// client.
+func TestSoakDetectsCorruption(t *testing.T) {
+	bin := buildWebsockify(t)
+	defer runCleanups()
+	target, err := freeLoopbackAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := startProxy(bin+" {listen} {target}", target, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := flipRelay(t, p.listen)
+	cfg := shortSoak()
+	cfg.proxyURL, cfg.target, cfg.duration = "ws://"+relay+"/", target, 3*time.Second
+	cfg.b64Share, cfg.faultEvery, cfg.restartEvery = 0, 0, 0
+	if err := cfg.check(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := runSoak(cfg, testLog{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + res.table())
+	if res.CorruptedBytes == 0 || res.Pass {
+		t.Fatalf("corruption went unnoticed: %d corrupted bytes, pass %v", res.CorruptedBytes, res.Pass)
+	}
+}
+
+// flipRelay forwards to the proxy at addr and flips a bit in the middle of
+// every binary frame the proxy sends.
+func flipRelay(t *testing.T, addr string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", addr)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go func() { _, _ = io.Copy(up, c); up.Close() }()
+				flipFrames(c, bufio.NewReader(up))
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func flipFrames(dst io.Writer, src *bufio.Reader) {
+	// The HTTP response head passes as it is.
+	for {
+		line, err := src.ReadString('\n')
+		if _, werr := io.WriteString(dst, line); err != nil || werr != nil {
+			return
+		}
+		if line == "\r\n" {
+			break
+		}
+	}
+	for {
+		h, err := ws.ReadHeader(src)
+		if err != nil || ws.WriteHeader(dst, h) != nil {
+			return
+		}
+		body := make([]byte, h.Length)
+		if _, err := io.ReadFull(src, body); err != nil {
+			return
+		}
+		if h.OpCode == ws.OpBinary && len(body) > 0 {
+			body[len(body)/2] ^= 0x10
+		}
+		if _, err := dst.Write(body); err != nil {
+			return
+		}
+	}
+}
+
+// A proxy that does not catch SIGUSR1 (Python's websockify) must not be sent
+// it, and its goroutines are unknown rather than zero.
+func TestProxyStatusWithoutStatusLine(t *testing.T) {
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	time.Sleep(100 * time.Millisecond) // past exec, so the mask is sleep's own
+	st := readProxyStatus(cmd.Process.Pid, filepath.Join(t.TempDir(), "log"))
+	if st.FDs <= 0 || st.Goroutines != nil || st.Sessions != nil {
+		t.Fatalf("status %v", st)
+	}
+	if err := cmd.Process.Signal(syscall.Signal(0)); err != nil {
+		t.Fatalf("the process died: %v", err)
+	}
+}
+
+func TestSoakLeakJudgement(t *testing.T) {
+	r := &soakRun{cfg: &soakConfig{fdSlack: 4, goroutineSlack: 8}}
+	n := func(v int) *int { return &v }
+	before := &proxyStatus{FDs: 10, Goroutines: n(9), Sessions: n(0)}
+	for _, c := range []struct {
+		after *proxyStatus
+		leaks int
+	}{
+		{&proxyStatus{FDs: 14, Goroutines: n(17), Sessions: n(0)}, 0},
+		{&proxyStatus{FDs: 15, Goroutines: n(9), Sessions: n(0)}, 1},
+		{&proxyStatus{FDs: 10, Goroutines: n(18), Sessions: n(0)}, 1},
+		{&proxyStatus{FDs: 10, Goroutines: n(9), Sessions: n(1)}, 1},
+		{&proxyStatus{FDs: 10}, 0}, // goroutines unknown: not judged
+	} {
+		if got := r.leaks(before, c.after); len(got) != c.leaks {
+			t.Errorf("after %v: %v", c.after, got)
+		}
+	}
+}
+
+// Base64 payload split across frames anywhere, with pings between, decodes
+// to the bytes sent.
+func TestSoakConnBase64AcrossFrames(t *testing.T) {
+	var in bytes.Buffer
+	for _, f := range []ws.Frame{
+		ws.NewTextFrame([]byte("aGVs")), // "hel"
+		ws.NewPingFrame([]byte("p")),
+		ws.NewTextFrame([]byte("bG8gd2")),
+		ws.NewTextFrame([]byte("9ybGQ=")), // "lo world"
+		ws.NewCloseFrame(ws.NewCloseFrameBody(1011, "gone")),
+	} {
+		if err := ws.WriteFrame(&in, f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &soakConn{s: &session{br: bufio.NewReader(&in), conn: discardConn{}}, b64: true}
+	got := make([]byte, 11)
+	if n, err := c.readFull(got); err != nil || string(got[:n]) != "hello world" {
+		t.Fatalf("read %q, %v", got[:n], err)
+	}
+	var cl *wsClosed
+	if _, err := c.readFull(got[:1]); !errors.As(err, &cl) || cl.code != 1011 || cl.reason != "gone" {
+		t.Fatalf("want close 1011, got %v", err)
+	}
+}
+
+// discardConn takes the pong a ping asks for.
+type discardConn struct{ net.Conn }
+
+func (discardConn) Write(p []byte) (int, error) { return len(p), nil }
+
+// The slow consumer reads every byte at its pace, verified, and sees the
+// proxy's memory.
+func TestSlowConsumerOurProxy(t *testing.T) {
+	cfg := shortSoak()
+	cfg.proxyCmd = buildWebsockify(t) + " {listen} {target}"
+	if err := cfg.check(); err != nil {
+		t.Fatal(err)
+	}
+	defer runCleanups()
+	const n, rate = 4 << 20, 2 << 20
+	start := time.Now()
+	res, err := runSlow(cfg, n, rate, 100*time.Millisecond)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log(res.summary())
+	if res.Error != "" || res.BytesVerified != n || res.CorruptedBytes != 0 || res.ProxyRSSPeak <= 0 {
+		t.Fatalf("slow: %s", res.summary())
+	}
+	if el := time.Since(start); el < n/rate*time.Second*9/10 {
+		t.Fatalf("read %d bytes at %d B/s in %v: the pace was not kept", n, rate, el)
+	}
+}
