@@ -273,7 +273,7 @@ func writeThroughput(b *strings.Builder, rs resultSet, labels []string, conns in
 			if s, ok := missing(r); ok {
 				return s
 			}
-			s := r.MBps.format(fmtFloat(0))
+			s := r.MBps.format(fmtMBps)
 			if r.Error != "" {
 				// Some runs finished before one failed: say so beside them.
 				s += " (then failed, see below)"
@@ -292,6 +292,26 @@ func writeThroughput(b *strings.Builder, rs resultSet, labels []string, conns in
 			strings.Join(sizes, ", "), runsCell(down), runsCell(up), cpuCell(down), cpuCell(up))
 	}
 	b.WriteString("\n")
+}
+
+// fmtMBps keeps two significant digits for slow proxies, whose rates over
+// many connections can fall below 10 MB/s.
+func fmtMBps(v float64) string {
+	switch {
+	case v < 1:
+		return fmt.Sprintf("%.2f", v)
+	case v < 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.0f", v)
+	}
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
 }
 
 // runsCell is how many runs a throughput figure is the median of.
@@ -326,8 +346,8 @@ func writeEcho(b *strings.Builder, rs resultSet, labels []string) {
 	}
 	b.WriteString("### Round trips under many connections\n\n")
 	if any != nil {
-		fmt.Fprintf(b, "%d connections wanted, each sending %d bytes and waiting for the echo, then pausing %.0f ms on average; %d windows of %g s on the same connections.\n\n",
-			any.ConnsWanted, any.MsgBytes, any.ThinkMs, windowsOf(any.RTPerSec), any.WindowSeconds)
+		fmt.Fprintf(b, "%d connections wanted, each sending %d bytes and waiting for the echo, then pausing %.0f ms on average; %s of %g s on the same connections.\n\n",
+			any.ConnsWanted, any.MsgBytes, any.ThinkMs, plural(windowsOf(any.RTPerSec), "window"), any.WindowSeconds)
 	}
 	b.WriteString("| proxy | connections open | round trips/s | p50 | p99 | max | proxy CPU % | errors |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|\n")
@@ -348,8 +368,8 @@ func writeEcho(b *strings.Builder, rs resultSet, labels []string) {
 func writeSetup(b *strings.Builder, rs resultSet, labels []string) {
 	b.WriteString("### Session set-up rate\n\n")
 	if r := firstOf(rs, "setup", labels); r != nil {
-		fmt.Fprintf(b, "%d clients at once, each looping over: connect, handshake, one byte echoed, close. %d windows of %g s.\n\n",
-			r.Concurrency, windowsOf(r.SessionsPerSec), r.WindowSeconds)
+		fmt.Fprintf(b, "%d clients at once, each looping over: connect, handshake, one byte echoed, close. %s of %g s.\n\n",
+			r.Concurrency, plural(windowsOf(r.SessionsPerSec), "window"), r.WindowSeconds)
 	}
 	b.WriteString("| proxy | sessions/s | vs relay | p50 | p99 | proxy CPU % | errors |\n")
 	b.WriteString("|---|---|---|---|---|---|---|\n")
