@@ -224,6 +224,9 @@ func writeMachineNoise(b *strings.Builder, all []*Result) {
 			if r.Dir != "" {
 				what += " " + r.Dir
 			}
+			if r.Mode == "throughput" && tputConns(r) > 1 {
+				what += fmt.Sprintf(" ×%d", tputConns(r))
+			}
 			noisy = append(noisy, fmt.Sprintf("%s (%.0f%%)", what, r.OtherCPUPct))
 		}
 	}
@@ -232,7 +235,10 @@ func writeMachineNoise(b *strings.Builder, all []*Result) {
 		return
 	}
 	fmt.Fprintf(b, "Processes outside the benchmark used %s%% of one core during the runs (median [min–max] over runs).", sp.format(fmtFloat(0)))
-	if len(noisy) > 0 {
+	if len(noisy) > 1 && len(noisy) == len(pcts) {
+		// Listing every run says less than this.
+		fmt.Fprintf(b, " **Every run was noisy** (over %d%%: the machine was shared with other work, rerun for firm figures).", noisyOtherCPU)
+	} else if len(noisy) > 0 {
 		fmt.Fprintf(b, " **Noisy runs** (over %d%%: the machine was shared with other work, rerun for firm figures): %s.", noisyOtherCPU, strings.Join(noisy, ", "))
 	}
 	b.WriteString("\n\n")
