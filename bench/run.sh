@@ -82,7 +82,7 @@ fi
 if [[ -f $node_js ]] && command -v node >/dev/null; then
 	node_version="$(cd "$node_dir/node_modules/websockify" && node -p "require('./package.json').version") (npm; ws $(node_ws); Node $(node --version))"
 fi
-node_cmd="node --require $PWD/bench/node-loopback.cjs $PWD/$node_js {listen} {target}"
+node_cmd="node --require '$PWD/bench/node-loopback.cjs' '$PWD/$node_js' {listen} {target}"
 
 # Sizes. Python moves data through 4 KiB reads in pure Python, and Node's
 # up direction runs at tens of MB/s: 256 MiB keeps their throughput runs to
