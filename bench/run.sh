@@ -2,14 +2,16 @@
 # bench/run.sh: the benchmark behind `make bench`.
 #
 # Builds bin/websockify and bin/loadtest, then measures side by side on this
-# machine: our proxy, Debian's Python websockify and the plain Go TCP relay
-# (the protocol-free reference). Each proxy's raw results go to
+# machine: our proxy, Debian's Python websockify, the npm websockify (Node)
+# and the plain Go TCP relay (the protocol-free reference). Each proxy's raw
+# results go to
 # bench/results/<label>.jsonl (kept in git, so the tables can be regenerated);
 # proxy logs go to bench/out/ (not kept). The tables in BENCHMARKS.md are then
 # rewritten from all of bench/results/*.jsonl.
 #
 # Environment:
-#   BENCH_PROXIES="relay python ours"   which proxies to run (others keep their
+#   BENCH_PROXIES="relay python node ours"
+#                                       which proxies to run (others keep their
 #                                       last results in bench/results/)
 #   BENCH_QUICK=1                       a smoke run: small sizes, short windows,
 #                                       results in bench/out/quick/, BENCHMARKS.md
@@ -20,12 +22,12 @@
 #
 # Everything is bounded: each measurement has its own deadlines inside
 # loadtest, and `timeout` below is the last resort. All traffic is on
-# 127.0.0.1. The whole run takes about 5 minutes on 2 cores.
+# 127.0.0.1. The whole run takes about 8 minutes on 2 cores.
 set -uo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 
 started=$(date +%s)
-proxies=${BENCH_PROXIES:-relay python ours}
+proxies=${BENCH_PROXIES:-relay python node ours}
 quick=${BENCH_QUICK:-0}
 ours_cmd=${OURS_CMD:-"bin/websockify {listen} {target}"}
 results=bench/results
@@ -44,21 +46,62 @@ fi
 
 if [[ " $proxies " == *" python "* && ! -x /usr/bin/websockify ]]; then
 	say "installing Debian's websockify"
-	apt-get update && apt-get install -y websockify || {
+	{ apt-get update && apt-get install -y websockify; } || {
 		echo "bench: could not install websockify; Python is not measured" >&2
 		proxies=${proxies//python/}
 	}
 fi
 python_version=$(dpkg-query -W -f='${Version}' websockify 2>/dev/null || true)
 
-# Sizes. Python moves data through 4 KiB reads in pure Python; 256 MiB keeps
-# its throughput runs to seconds.
-big=$((1 << 30)) small=$((256 << 20))
-windows=3 window=5s tput_repeat=5 hold_conns=9900 echo_conns=1000
-if [[ $quick == 1 ]]; then
-	big=$((64 << 20)) small=$((16 << 20))
-	windows=1 window=2s tput_repeat=2 hold_conns=300 echo_conns=100
+# The npm websockify, into bench/node/ (not kept in git). Its last release,
+# 0.7.1, asks for ws >=0.4.27 and reads client.upgradeReq, which ws 3.0
+# removed, so with today's ws it fails on its first handshake: ws is pinned
+# to the last 1.x. Its websockify.js ignores the host of
+# [source_addr:]source_port and listens on every interface; the preloaded
+# bench/node-loopback.cjs pins that listener to 127.0.0.1.
+node_dir=bench/node
+node_js=$node_dir/node_modules/websockify/websockify.js
+node_ws() { # the ws version websockify.js actually loads
+	(cd "$node_dir/node_modules/websockify" && node -p "require('ws/package.json').version") 2>/dev/null
+}
+if [[ " $proxies " == *" node "* ]]; then
+	if [[ ! -f $node_js ]] && command -v npm >/dev/null; then
+		say "installing the npm websockify 0.7.1 with ws 1.1.5"
+		mkdir -p "$node_dir"
+		timeout 300 npm install --prefix "$node_dir" --no-audit --no-fund websockify@0.7.1 ws@1.1.5 >&2
+	fi
+	if [[ ! -f $node_js ]] || ! command -v node >/dev/null; then
+		echo "bench: no node or no $node_js; Node websockify is not measured" >&2
+		proxies=${proxies//node/}
+	elif [[ $(node_ws) != 1.1.5 ]]; then
+		echo "bench: $node_js loads ws $(node_ws), not 1.1.5; Node websockify is not measured (rm -r $node_dir to reinstall)" >&2
+		proxies=${proxies//node/}
+	fi
 fi
+# For the report header, also when only other proxies run this time.
+if [[ -f $node_js ]] && command -v node >/dev/null; then
+	node_version="$(cd "$node_dir/node_modules/websockify" && node -p "require('./package.json').version") (npm; ws $(node_ws); Node $(node --version))"
+fi
+node_cmd="node --require '$PWD/bench/node-loopback.cjs' '$PWD/$node_js' {listen} {target}"
+
+# Sizes. Python moves data through 4 KiB reads in pure Python, and Node's
+# up direction runs at tens of MB/s: 256 MiB keeps their throughput runs to
+# seconds. The many-connection runs spread the bytes over many_conns
+# connections opened before the clock starts; over 100 connections both fell
+# to 20-30 MB/s on a busy machine, so they move 64 MiB there.
+big=$((1 << 30)) small=$((256 << 20)) smaller=$((64 << 20))
+windows=3 window=5s tput_repeat=5 many_repeat=3 many_conns=100 hold_conns=9900 echo_conns=1000
+if [[ $quick == 1 ]]; then
+	big=$((64 << 20)) small=$((16 << 20)) smaller=$((16 << 20))
+	windows=1 window=2s tput_repeat=2 many_repeat=1 hold_conns=300 echo_conns=100
+fi
+# tput_bytes LABEL CONNS: bytes per throughput run.
+tput_bytes() {
+	case $1 in
+	python | node) if (($2 > 1)); then echo "$smaller"; else echo "$small"; fi ;;
+	*) echo "$big" ;;
+	esac
+}
 
 # Python websockify forks a process per connection, sets up ~10 sessions a
 # second and fails past ~500 sessions: open its sessions few at a time with
@@ -76,13 +119,18 @@ ramp_args() {
 measure() {
 	local label=$1 mode=$2
 	shift 2
-	local logname=$label-$mode
-	[[ $mode == throughput ]] && logname+=-${2:-}
+	local logname=$label-$mode a prev=
+	for a in "$@"; do # throughput logs are named by direction and connections
+		[[ $prev == -dir ]] && logname+=-$a
+		[[ $prev == -conns && $mode == throughput ]] && logname+=-${a}conns
+		prev=$a
+	done
 	# How each proxy is started: loadtest fills in {listen} and {target}.
 	local -a pa
 	case $label in
 	ours) pa=(-proxy-cmd "$ours_cmd") ;;
 	python) pa=(-proxy-cmd "/usr/bin/websockify {listen} {target}") ;;
+	node) pa=(-proxy-cmd "$node_cmd") ;;
 	relay) pa=(-relay) ;;
 	esac
 	say "$label: $mode $*"
@@ -95,12 +143,20 @@ for p in $proxies; do
 	rm -f "$out/$p.jsonl.partial" "$out/$p"-*.log
 done
 
-# Mode by mode across proxies, so all three see the machine in the same state.
+# Mode by mode across proxies, so all of them see the machine in the same
+# state.
 for dir in down up; do
 	for p in $proxies; do
-		n=$big
-		[[ $p == python ]] && n=$small
-		measure "$p" throughput -dir "$dir" -bytes "$n" -repeat "$tput_repeat"
+		measure "$p" throughput -dir "$dir" -bytes "$(tput_bytes "$p" 1)" -repeat "$tput_repeat"
+	done
+done
+for dir in down up; do
+	for p in $proxies; do
+		# Python forks a process per connection: give its opens time.
+		t=()
+		[[ $p == python ]] && t=(-op-timeout 30s)
+		measure "$p" throughput -dir "$dir" -conns "$many_conns" -bytes "$(tput_bytes "$p" "$many_conns")" \
+			-repeat "$many_repeat" "${t[@]}"
 	done
 done
 for p in $proxies; do
@@ -124,14 +180,14 @@ elapsed=$(($(date +%s) - started))
 say "writing BENCHMARKS.md"
 shopt -s nullglob
 files=("$results"/*.jsonl)
+versions=(-python-version "${python_version:-unknown}" -node-version "${node_version:-unknown}"
+	-go-version "$(go env GOVERSION)")
 if [[ $quick == 1 ]]; then
-	bin/loadtest report -md "$out/quick/BENCHMARKS.md" -logs "$out" -python-version "${python_version:-unknown}" "${files[@]}"
+	bin/loadtest report -md "$out/quick/BENCHMARKS.md" -logs "$out" "${versions[@]}" "${files[@]}"
 	echo "bench: quick run: BENCHMARKS.md left alone; see $out/quick/" >&2
 	exit 0
 fi
-bin/loadtest report -md BENCHMARKS.md -logs "$out" \
-	-python-version "${python_version:-unknown}" \
-	-go-version "$(go env GOVERSION)" \
+bin/loadtest report -md BENCHMARKS.md -logs "$out" "${versions[@]}" \
 	-elapsed "$((elapsed / 60)) min $((elapsed % 60)) s" \
 	"${files[@]}"
 say "done in $((elapsed / 60)) min $((elapsed % 60)) s"

@@ -80,7 +80,8 @@ func runMeasurement(mode string, args []string) error {
 		fs.StringVar(&cfg.dir, "dir", "down", "down: the target sends, the client reads; up: the client sends, the target counts")
 		fs.Int64Var(&cfg.nbytes, "bytes", 1<<30, "bytes to move per run")
 		fs.IntVar(&cfg.frameSize, "frame", 64<<10, "payload bytes per client frame (up)")
-		fs.IntVar(&cfg.repeat, "repeat", 3, "runs, each on a new connection")
+		fs.IntVar(&cfg.repeat, "repeat", 3, "runs, each on new connections")
+		fs.IntVar(&cfg.conns, "conns", 1, "connections at once, each moving bytes/conns (the rate is their sum)")
 	case "echo":
 		fs.IntVar(&cfg.conns, "conns", 1000, "concurrent connections")
 		fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of one measurement window")
@@ -221,7 +222,7 @@ func setUp(cfg *settings, res *Result) (*env, error) {
 	if err := checkLoopback(cfg.target); err != nil {
 		return nil, err
 	}
-	tgt, err := startTargets(kind, cfg.target, cfg.nbytes, cfg.conns)
+	tgt, err := startTargets(kind, cfg.target, targetBytes(cfg), cfg.conns)
 	if err != nil {
 		return nil, fmt.Errorf("target: %w", err)
 	}

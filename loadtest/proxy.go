@@ -58,6 +58,23 @@ func expandProxyCmd(tmpl, listen, target string) (string, error) {
 // its own process group: Python's websockify forks one child per connection,
 // and stopping the group stops them all.
 func startProxy(tmpl, target, logPath string) (*proxyProc, error) {
+	// The free port is released before the proxy binds it, and on a machine
+	// shared with other jobs someone else may take it first: a proxy that
+	// exits before listening gets a new port, twice.
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		var p *proxyProc
+		p, err = startProxyOnce(tmpl, target, logPath)
+		if !errors.Is(err, errExitedEarly) {
+			return p, err
+		}
+	}
+	return nil, err
+}
+
+var errExitedEarly = errors.New("exited before listening")
+
+func startProxyOnce(tmpl, target, logPath string) (*proxyProc, error) {
 	listen, err := freeLoopbackAddr()
 	if err != nil {
 		return nil, err
@@ -143,7 +160,7 @@ func waitListening(addr string, exited <-chan struct{}, limit time.Duration) err
 	for {
 		select {
 		case <-exited:
-			return errors.New("exited before listening")
+			return errExitedEarly
 		default:
 		}
 		c, err := net.DialTimeout("tcp", addr, time.Second)

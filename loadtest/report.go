@@ -31,9 +31,9 @@ const (
 )
 
 type reportFlags struct {
-	md, order, ours                   string
-	pythonVersion, goVersion, elapsed string
-	logs                              string
+	md, order, ours                                string
+	pythonVersion, nodeVersion, goVersion, elapsed string
+	logs                                           string
 }
 
 // reportMain reads JSON results (one object per line) and rewrites the
@@ -43,9 +43,10 @@ func reportMain(args []string) error {
 	var f reportFlags
 	fs := flag.NewFlagSet("report", flag.ContinueOnError)
 	fs.StringVar(&f.md, "md", "BENCHMARKS.md", "Markdown file whose generated section is rewritten")
-	fs.StringVar(&f.order, "order", "ours,python,relay", "proxy labels in table order")
+	fs.StringVar(&f.order, "order", "ours,python,node,relay", "proxy labels in table order")
 	fs.StringVar(&f.ours, "ours", "ours", "label of the proxy the targets apply to")
 	fs.StringVar(&f.pythonVersion, "python-version", "", "version of Python websockify, for the machine line")
+	fs.StringVar(&f.nodeVersion, "node-version", "", "version of the npm websockify (and what it runs on), for the machine line")
 	fs.StringVar(&f.goVersion, "go-version", runtime.Version(), "Go version, for the machine line")
 	fs.StringVar(&f.elapsed, "elapsed", "", "how long the whole run took, for the machine line")
 	fs.StringVar(&f.logs, "logs", "", "directory of proxy logs to quote error lines from")
@@ -125,6 +126,24 @@ func (rs resultSet) find(mode, label, dir string) *Result {
 	return nil
 }
 
+// findTput returns the latest throughput run of label in dir over conns
+// connections at once.
+func (rs resultSet) findTput(label, dir string, conns int) *Result {
+	for i := len(rs) - 1; i >= 0; i-- {
+		r := rs[i]
+		if r.Mode == "throughput" && r.Label == label && r.Dir == dir && tputConns(r) == conns {
+			return r
+		}
+	}
+	return nil
+}
+
+// tputConns is how many connections a throughput run used; results from
+// before -conns existed say nothing and used one.
+func tputConns(r *Result) int {
+	return max(r.ConnsWanted, 1)
+}
+
 func writeReport(b *strings.Builder, all []*Result, f *reportFlags) {
 	rs := resultSet(all)
 	labels := strings.Split(f.order, ",")
@@ -133,8 +152,8 @@ func writeReport(b *strings.Builder, all []*Result, f *reportFlags) {
 			labels = append(labels, r.Label)
 		}
 	}
-	fmt.Fprintf(b, "Machine: %d cores (`nproc`), %s, Linux %s, %s, Python websockify %s.",
-		runtime.NumCPU(), cpuModel(), kernelRelease(), f.goVersion, orDash(f.pythonVersion))
+	fmt.Fprintf(b, "Machine: %s, %d cores (`nproc`), Linux %s. Go: %s. Peers: Python websockify %s (Debian package); Node websockify %s.",
+		cpuModel(), runtime.NumCPU(), kernelRelease(), f.goVersion, orDash(f.pythonVersion), orDash(f.nodeVersion))
 	if len(all) > 0 {
 		first, last := all[0].Time, all[0].Time
 		for _, r := range all {
@@ -146,13 +165,15 @@ func writeReport(b *strings.Builder, all []*Result, f *reportFlags) {
 		}
 		b.WriteString(".")
 	}
-	b.WriteString("\n\nFigures are the median of the repeats with [min–max] beside it. " +
+	b.WriteString("\n\nFigures are the median of the repeats with [min–max] of the repeats beside it (the \"runs\" or \"windows\" the table names); a figure without brackets comes from one run. " +
 		"\"vs relay\" is the median over the relay's median. MB/s is 10^6 bytes per second. " +
 		"Proxy CPU is the proxy's whole process tree, in % of one core, during the measurement.\n\n")
 
 	writeMachineNoise(b, all)
 	writeVerdicts(b, rs, f.ours)
-	writeThroughput(b, rs, labels)
+	for _, n := range tputConnCounts(all) {
+		writeThroughput(b, rs, labels, n)
+	}
 	writeEcho(b, rs, labels)
 	writeSetup(b, rs, labels)
 	writeHold(b, rs, labels)
@@ -203,6 +224,9 @@ func writeMachineNoise(b *strings.Builder, all []*Result) {
 			if r.Dir != "" {
 				what += " " + r.Dir
 			}
+			if r.Mode == "throughput" && tputConns(r) > 1 {
+				what += fmt.Sprintf(" ×%d", tputConns(r))
+			}
 			noisy = append(noisy, fmt.Sprintf("%s (%.0f%%)", what, r.OtherCPUPct))
 		}
 	}
@@ -211,29 +235,56 @@ func writeMachineNoise(b *strings.Builder, all []*Result) {
 		return
 	}
 	fmt.Fprintf(b, "Processes outside the benchmark used %s%% of one core during the runs (median [min–max] over runs).", sp.format(fmtFloat(0)))
-	if len(noisy) > 0 {
+	if len(noisy) > 1 && len(noisy) == len(pcts) {
+		// Listing every run says less than this.
+		fmt.Fprintf(b, " **Every run was noisy** (over %d%%: the machine was shared with other work, rerun for firm figures).", noisyOtherCPU)
+	} else if len(noisy) > 0 {
 		fmt.Fprintf(b, " **Noisy runs** (over %d%%: the machine was shared with other work, rerun for firm figures): %s.", noisyOtherCPU, strings.Join(noisy, ", "))
 	}
 	b.WriteString("\n\n")
 }
 
-func writeThroughput(b *strings.Builder, rs resultSet, labels []string) {
-	b.WriteString("### Throughput, one connection\n\n")
-	b.WriteString("down: the target sends, the client reads. up: the client sends 64 KiB frames, the target counts and acks the last byte.\n\n")
-	b.WriteString("| proxy | down MB/s | vs relay | up MB/s | vs relay | bytes per run | proxy CPU % down / up |\n")
-	b.WriteString("|---|---|---|---|---|---|---|\n")
-	relayDown, relayUp := rs.find("throughput", "relay", "down"), rs.find("throughput", "relay", "up")
+// tputConnCounts lists the connection counts throughput was measured with:
+// 1 first (the table the targets refer to), then the others ascending.
+func tputConnCounts(all []*Result) []int {
+	ns := []int{1}
+	for _, r := range all {
+		if r.Mode == "throughput" && !slices.Contains(ns, tputConns(r)) {
+			ns = append(ns, tputConns(r))
+		}
+	}
+	slices.Sort(ns)
+	return ns
+}
+
+func writeThroughput(b *strings.Builder, rs resultSet, labels []string, conns int) {
+	if conns == 1 {
+		b.WriteString("### Throughput, one connection\n\n")
+		b.WriteString("down: the target sends, the client reads. up: the client sends 64 KiB frames, the target counts and acks the last byte.\n\n")
+	} else {
+		fmt.Fprintf(b, "### Throughput, %d connections at once\n\n", conns)
+		fmt.Fprintf(b, "As above, on %d connections opened before the clock starts, each moving 1/%d of the bytes at the same time; "+
+			"MB/s is their sum, from the first go byte or frame until the last connection's last byte or ack.\n\n", conns, conns)
+	}
+	b.WriteString("| proxy | down MB/s | vs relay | up MB/s | vs relay | bytes per run | runs down / up | proxy CPU % down / up |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	relayDown, relayUp := rs.findTput("relay", "down", conns), rs.findTput("relay", "up", conns)
 	for _, l := range labels {
-		down, up := rs.find("throughput", l, "down"), rs.find("throughput", l, "up")
+		down, up := rs.findTput(l, "down", conns), rs.findTput(l, "up", conns)
 		if down == nil && up == nil {
-			fmt.Fprintf(b, "| %s | not measured yet | | | | | |\n", l)
+			fmt.Fprintf(b, "| %s | not measured yet | | | | | | |\n", l)
 			continue
 		}
 		cell := func(r *Result) string {
 			if s, ok := missing(r); ok {
 				return s
 			}
-			return r.MBps.format(fmtFloat(0))
+			s := r.MBps.format(fmtMBps)
+			if r.Error != "" {
+				// Some runs finished before one failed: say so beside them.
+				s += " (then failed, see below)"
+			}
+			return s
 		}
 		sizes := []string{}
 		for _, r := range []*Result{down, up} {
@@ -241,12 +292,40 @@ func writeThroughput(b *strings.Builder, rs resultSet, labels []string) {
 				sizes = append(sizes, fmtBytes(float64(r.Bytes)))
 			}
 		}
-		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s / %s |\n", l,
+		fmt.Fprintf(b, "| %s | %s | %s | %s | %s | %s | %s / %s | %s / %s |\n", l,
 			cell(down), ratio(mbps(down), mbps(relayDown)),
 			cell(up), ratio(mbps(up), mbps(relayUp)),
-			strings.Join(sizes, ", "), cpuCell(down), cpuCell(up))
+			strings.Join(sizes, ", "), runsCell(down), runsCell(up), cpuCell(down), cpuCell(up))
 	}
 	b.WriteString("\n")
+}
+
+// fmtMBps keeps two significant digits for slow proxies, whose rates over
+// many connections can fall below 10 MB/s.
+func fmtMBps(v float64) string {
+	switch {
+	case v < 1:
+		return fmt.Sprintf("%.2f", v)
+	case v < 10:
+		return fmt.Sprintf("%.1f", v)
+	default:
+		return fmt.Sprintf("%.0f", v)
+	}
+}
+
+func plural(n int, what string) string {
+	if n == 1 {
+		return "1 " + what
+	}
+	return fmt.Sprintf("%d %ss", n, what)
+}
+
+// runsCell is how many runs a throughput figure is the median of.
+func runsCell(r *Result) string {
+	if r == nil || r.MBps == nil {
+		return "0"
+	}
+	return fmt.Sprint(len(r.MBps.Samples))
 }
 
 func mbps(r *Result) *Spread {
@@ -257,10 +336,10 @@ func mbps(r *Result) *Spread {
 }
 
 func cpuCell(r *Result) string {
-	if r == nil || r.ProxyCPU == nil {
+	if r == nil {
 		return "-"
 	}
-	return fmt.Sprintf("%.0f", r.ProxyCPU.Median)
+	return r.ProxyCPU.format(fmtFloat(0))
 }
 
 func writeEcho(b *strings.Builder, rs resultSet, labels []string) {
@@ -273,8 +352,8 @@ func writeEcho(b *strings.Builder, rs resultSet, labels []string) {
 	}
 	b.WriteString("### Round trips under many connections\n\n")
 	if any != nil {
-		fmt.Fprintf(b, "%d connections wanted, each sending %d bytes and waiting for the echo, then pausing %.0f ms on average; %d windows of %g s on the same connections.\n\n",
-			any.ConnsWanted, any.MsgBytes, any.ThinkMs, windowsOf(any.RTPerSec), any.WindowSeconds)
+		fmt.Fprintf(b, "%d connections wanted, each sending %d bytes and waiting for the echo, then pausing %.0f ms on average; %s of %g s on the same connections.\n\n",
+			any.ConnsWanted, any.MsgBytes, any.ThinkMs, plural(windowsOf(any.RTPerSec), "window"), any.WindowSeconds)
 	}
 	b.WriteString("| proxy | connections open | round trips/s | p50 | p99 | max | proxy CPU % | errors |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|\n")
@@ -295,8 +374,8 @@ func writeEcho(b *strings.Builder, rs resultSet, labels []string) {
 func writeSetup(b *strings.Builder, rs resultSet, labels []string) {
 	b.WriteString("### Session set-up rate\n\n")
 	if r := firstOf(rs, "setup", labels); r != nil {
-		fmt.Fprintf(b, "%d clients at once, each looping over: connect, handshake, one byte echoed, close. %d windows of %g s.\n\n",
-			r.Concurrency, windowsOf(r.SessionsPerSec), r.WindowSeconds)
+		fmt.Fprintf(b, "%d clients at once, each looping over: connect, handshake, one byte echoed, close. %s of %g s.\n\n",
+			r.Concurrency, plural(windowsOf(r.SessionsPerSec), "window"), r.WindowSeconds)
 	}
 	b.WriteString("| proxy | sessions/s | vs relay | p50 | p99 | proxy CPU % | errors |\n")
 	b.WriteString("|---|---|---|---|---|---|---|\n")
@@ -360,8 +439,8 @@ func writeVerdicts(b *strings.Builder, rs resultSet, ours string) {
 		fmt.Fprintf(b, "| %s | %s | %s |\n", name, orDash(value), v)
 	}
 	for _, dir := range []string{"down", "up"} {
-		r, relay := rs.find("throughput", ours, dir), rs.find("throughput", "relay", dir)
-		name := fmt.Sprintf("throughput %s ≥ %.1f × relay", dir, targetThroughputRatio)
+		r, relay := rs.findTput(ours, dir, 1), rs.findTput("relay", dir, 1)
+		name := fmt.Sprintf("throughput %s, one connection, ≥ %.1f × relay", dir, targetThroughputRatio)
 		if mbps(r) == nil || mbps(relay) == nil {
 			check(name, "", false, false)
 			continue
@@ -395,6 +474,9 @@ func writeNotes(b *strings.Builder, all []*Result) {
 		what := r.Mode
 		if r.Dir != "" {
 			what += " " + r.Dir
+		}
+		if r.Mode == "throughput" && tputConns(r) > 1 {
+			what += fmt.Sprintf(", %d connections", tputConns(r))
 		}
 		for _, n := range r.Notes {
 			lines = append(lines, fmt.Sprintf("- %s, %s: %s", r.Label, what, oneLine(n)))
@@ -506,17 +588,37 @@ func orDash(s string) string {
 	return s
 }
 
+// cpuModel is the first CPU's model name; family and model numbers are
+// added because a VM's model name can be as bare as "AMD EPYC".
 func cpuModel() string {
 	data, err := os.ReadFile("/proc/cpuinfo")
 	if err != nil {
 		return "unknown CPU"
 	}
+	fields := map[string]string{}
 	for _, line := range strings.Split(string(data), "\n") {
-		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-			return strings.TrimSpace(v)
+		if strings.TrimSpace(line) == "" {
+			break // the first CPU's block ends here
+		}
+		if k, v, ok := strings.Cut(line, ":"); ok {
+			fields[strings.TrimSpace(k)] = strings.TrimSpace(v)
 		}
 	}
-	return "unknown CPU"
+	name := fields["model name"]
+	if name == "" {
+		return "unknown CPU"
+	}
+	var extra []string
+	if f, m := fields["cpu family"], fields["model"]; f != "" && m != "" {
+		extra = append(extra, "family "+f+" model "+m)
+	}
+	if slices.Contains(strings.Fields(fields["flags"]), "hypervisor") {
+		extra = append(extra, "virtual machine")
+	}
+	if len(extra) > 0 {
+		name += " (" + strings.Join(extra, ", ") + ")"
+	}
+	return name
 }
 
 func kernelRelease() string {

@@ -184,6 +184,9 @@ func summarize(r *Result) string {
 	switch r.Mode {
 	case "throughput":
 		s = fmt.Sprintf("throughput %s %s: %s bytes/run, %s MB/s", r.Dir, r.Label, fmtBytes(float64(r.Bytes)), r.MBps.format(fmtFloat(1)))
+		if r.ConnsWanted > 1 {
+			s += fmt.Sprintf(" in all over %d connections", r.ConnsWanted)
+		}
 		if r.MBps != nil {
 			s += fmt.Sprintf(" (median [min–max] of %d)", len(r.MBps.Samples))
 		}
