@@ -1,0 +1,273 @@
+// Real-browser tests of noVNC through websockify to a real TigerVNC server:
+// Debian's novnc package and the latest @novnc/novnc from npm, each showing
+// the server's screen and typing into it, and 20 tabs sharing one server.
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// debianNoVNC is where Debian's novnc package puts its pages.
+const debianNoVNC = "/usr/share/novnc"
+
+// upgradeLine is what the proxy logs once per WebSocket client.
+const upgradeLine = "Plain non-SSL (ws://) WebSocket connection"
+
+// npmNoVNC returns the folder of the @novnc/novnc package that
+// scripts/install-test-deps.sh installs with npm into .cache/npm, and its
+// version.
+func npmNoVNC(t testing.TB) (dir, version string) {
+	t.Helper()
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir = filepath.Join(root, ".cache", "npm", "node_modules", "@novnc", "novnc")
+	requireFile(t, filepath.Join(dir, "core", "rfb.js"), "npm package @novnc/novnc")
+	var pkg struct{ Version string }
+	if b, err := os.ReadFile(filepath.Join(dir, "package.json")); err == nil {
+		_ = json.Unmarshal(b, &pkg)
+	}
+	return dir, pkg.Version
+}
+
+// noVNCWebRoot builds the folder the proxy serves for the npm client: the
+// test page novnc_npm.html beside a copy of the package in novnc/ (the page
+// imports ./novnc/core/rfb.js). With debian set it also holds a copy of
+// Debian's novnc in debian/.
+func noVNCWebRoot(t testing.TB, debian bool) string {
+	t.Helper()
+	pkg, version := npmNoVNC(t)
+	t.Logf("@novnc/novnc %s from %s", version, pkg)
+	root, err := moduleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := t.TempDir()
+	page, err := os.ReadFile(filepath.Join(root, "test", "testdata", "novnc_npm.html"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(web, "novnc_npm.html"), page, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := copyTree(pkg, filepath.Join(web, "novnc")); err != nil {
+		t.Fatalf("copying %s: %v", pkg, err)
+	}
+	if debian {
+		requireFile(t, filepath.Join(debianNoVNC, "vnc_lite.html"), "Debian package novnc")
+		if err := copyTree(debianNoVNC, filepath.Join(web, "debian")); err != nil {
+			t.Fatalf("copying %s: %v", debianNoVNC, err)
+		}
+	}
+	return web
+}
+
+// TestNoVNCDebian: Debian's vnc_lite.html, served by the proxy's --web
+// straight from /usr/share/novnc, shows the Xvnc screen and types into it.
+func TestNoVNCDebian(t *testing.T) {
+	requireFile(t, filepath.Join(debianNoVNC, "vnc_lite.html"), "Debian package novnc")
+	browser, outDir := startChromium(t)
+	x := startXvnc(t)
+	x.startXterm(t)
+	p := startProxy(t, x.rfbAddr, "--web", debianNoVNC)
+	url := "http://127.0.0.1:" + strconv.Itoa(p.port) + "/vnc_lite.html?path=websockify"
+	checkNoVNCSession(t, browser, outDir, "novnc_debian.png", p, url)
+}
+
+// TestNoVNCNpm: the latest @novnc/novnc from npm, through a minimal page,
+// shows the Xvnc screen and types into it.
+func TestNoVNCNpm(t *testing.T) {
+	web := noVNCWebRoot(t, false)
+	browser, outDir := startChromium(t)
+	x := startXvnc(t)
+	x.startXterm(t)
+	p := startProxy(t, x.rfbAddr, "--web", web)
+	url := "http://127.0.0.1:" + strconv.Itoa(p.port) + "/novnc_npm.html"
+	checkNoVNCSession(t, browser, outDir, "novnc_npm.png", p, url)
+}
+
+// checkNoVNCSession opens url, a noVNC page connecting through p to an Xvnc
+// showing rootColour with an xterm in it, and checks that
+//   - the page reaches "Connected" and the proxy logged the upgrade;
+//   - the canvas shows the server's screen: the root colour in two corners
+//     and the black xterm where it was placed;
+//   - keys typed on the canvas reach the xterm: its text area lights up;
+//   - the typed command `xsetroot -solid red` runs: the root turns red on
+//     the canvas.
+//
+// The final screen is saved as outDir/shot.
+func checkNoVNCSession(t *testing.T, browser context.Context, outDir, shot string, p *proxy, url string) {
+	t.Helper()
+	start := time.Now()
+	tab, cancelTab := chromedp.NewContext(browser)
+	defer cancelTab()
+	ctx, cancel := context.WithTimeout(tab, 30*time.Second)
+	defer cancel()
+	defer saveScreenshot(t, tab, outDir, shot)
+
+	step := func(what string, err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatalf("%s: %v (after %v)", what, err, time.Since(start).Round(time.Millisecond))
+		}
+		t.Logf("%s: ok after %v", what, time.Since(start).Round(time.Millisecond))
+	}
+	step("open "+url, chromedp.Do(ctx, chromedp.Navigate(url)))
+	step("page says Connected", waitText(ctx, "#status", "Connected"))
+	if !waitLog(p, upgradeLine, 5*time.Second) {
+		t.Fatalf("the proxy logged no WebSocket upgrade")
+	}
+	step("root colour top-left", waitPixel(ctx, 10, 10, rootRGB))
+	step("root colour bottom-right", waitPixel(ctx, screenW-10, screenH-10, rootRGB))
+	step("xterm shown", waitPixel(ctx, xtermX+xtermCols*6-20, xtermY+xtermRows*13-20, rgb{0, 0, 0}))
+
+	// Clicking the xterm focuses noVNC's canvas in the page and moves the X
+	// pointer into the xterm, which then gets the keys (no window manager:
+	// the focus follows the pointer).
+	cx, cy, err := canvasPoint(ctx, xtermX+60, xtermY+60)
+	step("find the xterm in the page", err)
+	step("click the xterm", chromedp.Do(ctx, chromedp.MouseClickXY(cx, cy)))
+	before, err := canvasLitPixels(ctx, xtermRect)
+	step(fmt.Sprintf("xterm text area before typing (%d lit pixels)", before), err)
+
+	step("type", chromedp.Do(ctx, chromedp.KeyEvent("xsetroot -solid red")))
+	// 19 characters of a 6x13 font light far more than 100 pixels.
+	var after int
+	step("typed text shows in the xterm", waitFor(ctx, func() (bool, string) {
+		n, err := canvasLitPixels(ctx, xtermRect)
+		if err != nil {
+			return false, err.Error()
+		}
+		after = n
+		return n > before+100, fmt.Sprintf("%d lit pixels, had %d", n, before)
+	}))
+	t.Logf("xterm text area: %d lit pixels before typing, %d after", before, after)
+
+	step("press Enter", chromedp.Do(ctx, chromedp.KeyEvent("\r")))
+	red := rgb{255, 0, 0}
+	step("root turned red (top-left)", waitPixel(ctx, 10, 10, red))
+	step("root turned red (bottom-right)", waitPixel(ctx, screenW-10, screenH-10, red))
+}
+
+// waitFor polls cond every 50 ms until it holds or ctx ends; the error then
+// carries cond's last description of what it saw.
+func waitFor(ctx context.Context, cond func() (bool, string)) error {
+	for {
+		ok, seen := cond()
+		if ok {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("timed out: %s", seen)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// TestNoVNCTabs: 20 tabs of one Chromium, half Debian's noVNC and half
+// npm's, connect through one proxy to one shared Xvnc at the same time; all
+// show the screen, the proxy logs 20 upgrades, and all see a change of the
+// root colour while still connected.
+func TestNoVNCTabs(t *testing.T) {
+	const tabs = 20
+	web := noVNCWebRoot(t, true)
+	browser, outDir := startChromium(t)
+	x := startXvnc(t)
+	p := startProxy(t, x.rfbAddr, "--web", web)
+	base := "http://127.0.0.1:" + strconv.Itoa(p.port)
+	start := time.Now()
+	since := func() time.Duration { return time.Since(start).Round(time.Millisecond) }
+
+	type tabState struct {
+		url string
+		ctx context.Context
+	}
+	ts := make([]tabState, tabs)
+	for i := range ts {
+		tab, cancelTab := chromedp.NewContext(browser)
+		t.Cleanup(cancelTab)
+		ctx, cancel := context.WithTimeout(tab, 60*time.Second)
+		t.Cleanup(cancel)
+		url := base + "/novnc_npm.html"
+		if i%2 == 0 {
+			url = base + "/debian/vnc_lite.html?path=websockify"
+		}
+		ts[i] = tabState{url: url, ctx: ctx}
+	}
+
+	// each runs f on every tab at once and fails the test for each tab
+	// where it fails.
+	each := func(what string, f func(i int, ctx context.Context) error) {
+		t.Helper()
+		var wg sync.WaitGroup
+		errs := make([]error, tabs)
+		for i := range ts {
+			wg.Go(func() { errs[i] = f(i, ts[i].ctx) })
+		}
+		wg.Wait()
+		failed := 0
+		for i, err := range errs {
+			if err != nil {
+				failed++
+				t.Errorf("tab %02d (%s): %s: %v", i, ts[i].url, what, err)
+			}
+		}
+		if failed > 0 {
+			t.FailNow()
+		}
+		t.Logf("all %d tabs: %s after %v", tabs, what, since())
+	}
+
+	// Tabs open one after the other: Chromium creates targets one at a
+	// time anyway, and the pages then connect and run all at once.
+	for i := range ts {
+		if err := chromedp.Do(ts[i].ctx, chromedp.Navigate(ts[i].url)); err != nil {
+			t.Fatalf("tab %02d: open %s: %v (after %v)", i, ts[i].url, err, since())
+		}
+	}
+	t.Logf("all %d tabs: open after %v", tabs, since())
+	each("Connected", func(_ int, ctx context.Context) error {
+		return waitText(ctx, "#status", "Connected")
+	})
+	each("root colour shown", func(_ int, ctx context.Context) error {
+		return waitPixel(ctx, screenW/2, screenH/2, rootRGB)
+	})
+	logCtx, cancelLog := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancelLog()
+	if err := waitFor(logCtx, func() (bool, string) {
+		n := strings.Count(p.stderr.String(), upgradeLine)
+		return n == tabs, fmt.Sprintf("the proxy logged %d upgrades, want %d", n, tabs)
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// One change on the shared screen must reach every tab: all 20
+	// sessions are live at once, none was pushed out by a later one.
+	changed := rgb{0xc0, 0x30, 0x20}
+	x.setRoot(t, changed.String())
+	each("root colour change shown", func(_ int, ctx context.Context) error {
+		return waitPixel(ctx, screenW/2, screenH/2, changed)
+	})
+	each("still Connected", func(_ int, ctx context.Context) error {
+		return waitText(ctx, "#status", "Connected")
+	})
+	if n := strings.Count(p.stderr.String(), upgradeLine); n != tabs {
+		t.Errorf("the proxy logged %d upgrades, want %d", n, tabs)
+	}
+	// Two screenshots, one of each client, are enough to look at.
+	saveScreenshot(t, ts[0].ctx, outDir, "novnc_tabs_00.png")
+	saveScreenshot(t, ts[1].ctx, outDir, "novnc_tabs_01.png")
+}
