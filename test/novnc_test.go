@@ -111,12 +111,6 @@ func TestNoVNCNpm(t *testing.T) {
 func checkNoVNCSession(t *testing.T, browser context.Context, outDir, shot string, p *proxy, url string) {
 	t.Helper()
 	start := time.Now()
-	tab, cancelTab := chromedp.NewContext(browser)
-	defer cancelTab()
-	ctx, cancel := context.WithTimeout(tab, 30*time.Second)
-	defer cancel()
-	defer saveScreenshot(t, tab, outDir, shot)
-
 	step := func(what string, err error) {
 		t.Helper()
 		if err != nil {
@@ -124,6 +118,17 @@ func checkNoVNCSession(t *testing.T, browser context.Context, outDir, shot strin
 		}
 		t.Logf("%s: ok after %v", what, time.Since(start).Round(time.Millisecond))
 	}
+	openCtx, cancelOpen := context.WithTimeout(context.Background(), 30*time.Second)
+	tab, cancelTab, err := openTab(openCtx, browser)
+	cancelOpen()
+	step("open a tab", err)
+	defer cancelTab()
+	// Generous: a loaded 2-core machine takes many seconds to load a page.
+	ctx, cancel := context.WithTimeout(tab, 90*time.Second)
+	defer cancel()
+	// The screen as it was when the test ended, passed or failed.
+	defer saveScreenshot(t, tab, outDir, shot)
+
 	step("open "+url, chromedp.Do(ctx, chromedp.Navigate(url)))
 	step("page says Connected", waitText(ctx, "#status", "Connected"))
 	if !waitLog(p, upgradeLine, 5*time.Second) {
@@ -182,7 +187,15 @@ func waitFor(ctx context.Context, cond func() (bool, string)) error {
 // show the screen, the proxy logs 20 upgrades, and all see a change of the
 // root colour while still connected.
 func TestNoVNCTabs(t *testing.T) {
-	const tabs = 20
+	const (
+		tabs = 20
+		// Opening pages costs CPU; a few at a time keep both cores busy
+		// without starving the ones that already run.
+		opening = 4
+		// Each step gets this long for all tabs: generous, as a loaded
+		// 2-core machine takes seconds per tab.
+		stepTimeout = 90 * time.Second
+	)
 	web := noVNCWebRoot(t, true)
 	browser, outDir := startChromium(t)
 	x := startXvnc(t)
@@ -191,38 +204,49 @@ func TestNoVNCTabs(t *testing.T) {
 	start := time.Now()
 	since := func() time.Duration { return time.Since(start).Round(time.Millisecond) }
 
-	type tabState struct {
-		url string
-		ctx context.Context
-	}
-	ts := make([]tabState, tabs)
-	for i := range ts {
-		tab, cancelTab := chromedp.NewContext(browser)
-		t.Cleanup(cancelTab)
-		ctx, cancel := context.WithTimeout(tab, 60*time.Second)
-		t.Cleanup(cancel)
-		url := base + "/novnc_npm.html"
+	urls := make([]string, tabs)
+	for i := range urls {
+		urls[i] = base + "/novnc_npm.html"
 		if i%2 == 0 {
-			url = base + "/debian/vnc_lite.html?path=websockify"
+			urls[i] = base + "/debian/vnc_lite.html?path=websockify"
 		}
-		ts[i] = tabState{url: url, ctx: ctx}
 	}
-
-	// each runs f on every tab at once and fails the test for each tab
-	// where it fails.
-	each := func(what string, f func(i int, ctx context.Context) error) {
-		t.Helper()
+	ctxs := make([]context.Context, tabs)
+	cancels := make([]context.CancelFunc, tabs)
+	// Closing the tabs one by one takes seconds each on a loaded machine;
+	// close them all at once.
+	t.Cleanup(func() {
 		var wg sync.WaitGroup
+		for _, cancel := range cancels {
+			if cancel != nil {
+				wg.Go(cancel)
+			}
+		}
+		wg.Wait()
+	})
+
+	// each runs f on every tab, at most limit at a time, with stepTimeout
+	// for all of them, and fails the test for each tab where it fails.
+	each := func(what string, limit int, f func(ctx context.Context, i int) error) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+		defer cancel()
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, limit)
 		errs := make([]error, tabs)
-		for i := range ts {
-			wg.Go(func() { errs[i] = f(i, ts[i].ctx) })
+		for i := range tabs {
+			wg.Go(func() {
+				sem <- struct{}{}
+				defer func() { <-sem }()
+				errs[i] = f(ctx, i)
+			})
 		}
 		wg.Wait()
 		failed := 0
 		for i, err := range errs {
 			if err != nil {
 				failed++
-				t.Errorf("tab %02d (%s): %s: %v", i, ts[i].url, what, err)
+				t.Errorf("tab %02d (%s): %s: %v", i, urls[i], what, err)
 			}
 		}
 		if failed > 0 {
@@ -230,20 +254,30 @@ func TestNoVNCTabs(t *testing.T) {
 		}
 		t.Logf("all %d tabs: %s after %v", tabs, what, since())
 	}
-
-	// Tabs open one after the other: Chromium creates targets one at a
-	// time anyway, and the pages then connect and run all at once.
-	for i := range ts {
-		if err := chromedp.Do(ts[i].ctx, chromedp.Navigate(ts[i].url)); err != nil {
-			t.Fatalf("tab %02d: open %s: %v (after %v)", i, ts[i].url, err, since())
-		}
+	// inTab runs f in tab i, bounded by the step's ctx.
+	inTab := func(ctx context.Context, i int, f func(ctx context.Context) error) error {
+		tctx, cancel := context.WithCancel(ctxs[i])
+		defer cancel()
+		stop := context.AfterFunc(ctx, cancel)
+		defer stop()
+		return f(tctx)
 	}
-	t.Logf("all %d tabs: open after %v", tabs, since())
-	each("Connected", func(_ int, ctx context.Context) error {
-		return waitText(ctx, "#status", "Connected")
+
+	each("open", opening, func(ctx context.Context, i int) error {
+		tab, cancel, err := openTab(ctx, browser)
+		if err != nil {
+			return err
+		}
+		ctxs[i], cancels[i] = tab, cancel
+		return inTab(ctx, i, func(ctx context.Context) error {
+			return chromedp.Do(ctx, chromedp.Navigate(urls[i]))
+		})
 	})
-	each("root colour shown", func(_ int, ctx context.Context) error {
-		return waitPixel(ctx, screenW/2, screenH/2, rootRGB)
+	each("Connected", tabs, func(ctx context.Context, i int) error {
+		return inTab(ctx, i, func(ctx context.Context) error { return waitText(ctx, "#status", "Connected") })
+	})
+	each("root colour shown", tabs, func(ctx context.Context, i int) error {
+		return inTab(ctx, i, func(ctx context.Context) error { return waitPixel(ctx, screenW/2, screenH/2, rootRGB) })
 	})
 	logCtx, cancelLog := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancelLog()
@@ -258,16 +292,36 @@ func TestNoVNCTabs(t *testing.T) {
 	// sessions are live at once, none was pushed out by a later one.
 	changed := rgb{0xc0, 0x30, 0x20}
 	x.setRoot(t, changed.String())
-	each("root colour change shown", func(_ int, ctx context.Context) error {
-		return waitPixel(ctx, screenW/2, screenH/2, changed)
+	each("root colour change shown", tabs, func(ctx context.Context, i int) error {
+		return inTab(ctx, i, func(ctx context.Context) error { return waitPixel(ctx, screenW/2, screenH/2, changed) })
 	})
-	each("still Connected", func(_ int, ctx context.Context) error {
-		return waitText(ctx, "#status", "Connected")
+	each("still Connected", tabs, func(ctx context.Context, i int) error {
+		return inTab(ctx, i, func(ctx context.Context) error { return waitText(ctx, "#status", "Connected") })
 	})
 	if n := strings.Count(p.stderr.String(), upgradeLine); n != tabs {
 		t.Errorf("the proxy logged %d upgrades, want %d", n, tabs)
 	}
 	// Two screenshots, one of each client, are enough to look at.
-	saveScreenshot(t, ts[0].ctx, outDir, "novnc_tabs_00.png")
-	saveScreenshot(t, ts[1].ctx, outDir, "novnc_tabs_01.png")
+	saveScreenshot(t, ctxs[0], outDir, "novnc_tabs_00.png")
+	saveScreenshot(t, ctxs[1], outDir, "novnc_tabs_01.png")
+}
+
+// openTab opens a new tab of browser, giving up when ctx ends. The tab
+// lives until cancel is called: chromedp ties a tab to the context of its
+// first action, so that action runs on the tab's own context, without a
+// deadline, and ctx only bounds the wait for it.
+func openTab(ctx context.Context, browser context.Context) (tab context.Context, cancel context.CancelFunc, err error) {
+	tab, cancel = chromedp.NewContext(browser)
+	done := make(chan error, 1)
+	go func() { done <- chromedp.Do(tab) }()
+	select {
+	case err = <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("opening a tab: %w", ctx.Err())
+	}
+	if err != nil {
+		cancel()
+		return nil, nil, err
+	}
+	return tab, cancel, nil
 }
