@@ -192,9 +192,11 @@ func TestNoVNCTabs(t *testing.T) {
 		// Opening pages costs CPU; a few at a time keep both cores busy
 		// without starving the ones that already run.
 		opening = 4
-		// Each step gets this long for all tabs: generous, as a loaded
-		// 2-core machine takes seconds per tab.
-		stepTimeout = 90 * time.Second
+		// How long opening all tabs may take, and each later step for all
+		// of them: generous, as a loaded 2-core machine takes seconds to
+		// open one tab. (An idle one opens all 20 in seconds.)
+		openTimeout = 150 * time.Second
+		stepTimeout = 30 * time.Second
 	)
 	web := noVNCWebRoot(t, true)
 	browser, outDir := startChromium(t)
@@ -225,11 +227,11 @@ func TestNoVNCTabs(t *testing.T) {
 		wg.Wait()
 	})
 
-	// each runs f on every tab, at most limit at a time, with stepTimeout
-	// for all of them, and fails the test for each tab where it fails.
-	each := func(what string, limit int, f func(ctx context.Context, i int) error) {
+	// each runs f on every tab, at most limit at a time, within timeout for
+	// all of them, and fails the test for each tab where it fails.
+	each := func(what string, limit int, timeout time.Duration, f func(ctx context.Context, i int) error) {
 		t.Helper()
-		ctx, cancel := context.WithTimeout(context.Background(), stepTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		defer cancel()
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, limit)
@@ -263,7 +265,7 @@ func TestNoVNCTabs(t *testing.T) {
 		return f(tctx)
 	}
 
-	each("open", opening, func(ctx context.Context, i int) error {
+	each("open", opening, openTimeout, func(ctx context.Context, i int) error {
 		tab, cancel, err := openTab(ctx, browser)
 		if err != nil {
 			return err
@@ -273,10 +275,10 @@ func TestNoVNCTabs(t *testing.T) {
 			return chromedp.Do(ctx, chromedp.Navigate(urls[i]))
 		})
 	})
-	each("Connected", tabs, func(ctx context.Context, i int) error {
+	each("Connected", tabs, stepTimeout, func(ctx context.Context, i int) error {
 		return inTab(ctx, i, func(ctx context.Context) error { return waitText(ctx, "#status", "Connected") })
 	})
-	each("root colour shown", tabs, func(ctx context.Context, i int) error {
+	each("root colour shown", tabs, stepTimeout, func(ctx context.Context, i int) error {
 		return inTab(ctx, i, func(ctx context.Context) error { return waitPixel(ctx, screenW/2, screenH/2, rootRGB) })
 	})
 	logCtx, cancelLog := context.WithTimeout(context.Background(), 5*time.Second)
@@ -292,10 +294,10 @@ func TestNoVNCTabs(t *testing.T) {
 	// sessions are live at once, none was pushed out by a later one.
 	changed := rgb{0xc0, 0x30, 0x20}
 	x.setRoot(t, changed.String())
-	each("root colour change shown", tabs, func(ctx context.Context, i int) error {
+	each("root colour change shown", tabs, stepTimeout, func(ctx context.Context, i int) error {
 		return inTab(ctx, i, func(ctx context.Context) error { return waitPixel(ctx, screenW/2, screenH/2, changed) })
 	})
-	each("still Connected", tabs, func(ctx context.Context, i int) error {
+	each("still Connected", tabs, stepTimeout, func(ctx context.Context, i int) error {
 		return inTab(ctx, i, func(ctx context.Context) error { return waitText(ctx, "#status", "Connected") })
 	})
 	if n := strings.Count(p.stderr.String(), upgradeLine); n != tabs {
