@@ -14,6 +14,7 @@ command -v bash >/dev/null 2>&1 || need_apt+=(bash)
 [ -f /usr/share/novnc/vnc_lite.html ] || need_apt+=(novnc)
 [ -x /usr/bin/xsetroot ] || need_apt+=(x11-xserver-utils)
 [ -x /usr/bin/xterm ] || need_apt+=(xterm)
+[ -f /usr/share/fonts/X11/misc/6x13-ISO8859-1.pcf.gz ] || need_apt+=(xfonts-base) # xterm's font "fixed" in Xvnc
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -21,8 +21,12 @@ import (
 // debianNoVNC is where Debian's novnc package puts its pages.
 const debianNoVNC = "/usr/share/novnc"
 
-// upgradeLine is what the proxy logs once per WebSocket client.
-const upgradeLine = "Plain non-SSL (ws://) WebSocket connection"
+// upgradeLine is what the proxy logs once per WebSocket client, and
+// xvncAccepted what Xvnc logs once per RFB client.
+const (
+	upgradeLine  = "Plain non-SSL (ws://) WebSocket connection"
+	xvncAccepted = "Connections: accepted: "
+)
 
 // npmNoVNC returns the folder of the @novnc/novnc package that
 // scripts/install-test-deps.sh installs with npm into .cache/npm, and its
@@ -201,6 +205,8 @@ func TestNoVNCTabs(t *testing.T) {
 	web := noVNCWebRoot(t, true)
 	browser, outDir := startChromium(t)
 	x := startXvnc(t)
+	// startXvnc's own probe connection is in Xvnc's log already.
+	xvncClients0 := strings.Count(x.log.String(), xvncAccepted)
 	p := startProxy(t, x.rfbAddr, "--web", web)
 	base := "http://127.0.0.1:" + strconv.Itoa(p.port)
 	start := time.Now()
@@ -281,11 +287,14 @@ func TestNoVNCTabs(t *testing.T) {
 	each("root colour shown", tabs, stepTimeout, func(ctx context.Context, i int) error {
 		return inTab(ctx, i, func(ctx context.Context) error { return waitPixel(ctx, screenW/2, screenH/2, rootRGB) })
 	})
+	// Each tab is its own WebSocket through the proxy and its own RFB
+	// connection to Xvnc.
 	logCtx, cancelLog := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancelLog()
 	if err := waitFor(logCtx, func() (bool, string) {
 		n := strings.Count(p.stderr.String(), upgradeLine)
-		return n == tabs, fmt.Sprintf("the proxy logged %d upgrades, want %d", n, tabs)
+		m := strings.Count(x.log.String(), xvncAccepted) - xvncClients0
+		return n == tabs && m == tabs, fmt.Sprintf("the proxy logged %d upgrades and Xvnc %d clients, want %d each", n, m, tabs)
 	}); err != nil {
 		t.Fatal(err)
 	}

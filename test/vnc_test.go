@@ -26,6 +26,8 @@ const (
 	xvncPath     = "/usr/bin/Xvnc"     // tigervnc-standalone-server
 	xsetrootPath = "/usr/bin/xsetroot" // x11-xserver-utils
 	xtermPath    = "/usr/bin/xterm"    // xterm
+	// xterm's default font "fixed" is this one, which Xvnc reads from disk.
+	xtermFont = "/usr/share/fonts/X11/misc/6x13-ISO8859-1.pcf.gz" // xfonts-base
 )
 
 // The screen every Xvnc starts with: the root window in rootColour.
@@ -193,6 +195,7 @@ var xtermRect = [4]int{xtermX + 4, xtermY + 4, 200, 40} // x, y, w, h
 func (x *xvnc) startXterm(t testing.TB) {
 	t.Helper()
 	requireFile(t, xtermPath, "Debian package xterm")
+	requireFile(t, xtermFont, "Debian package xfonts-base")
 	cmd := x.command(xtermPath,
 		"-geometry", fmt.Sprintf("%dx%d+%d+%d", xtermCols, xtermRows, xtermX, xtermY),
 		"-bg", "black", "-fg", "white", "-e", "/bin/sh")
