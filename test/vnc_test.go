@@ -87,7 +87,7 @@ func startXvnc(t testing.TB) *xvnc {
 	cmd := exec.Command(xvncPath,
 		"-displayfd", "3",
 		"-rfbport", strconv.Itoa(port),
-		"-localhost",       // RFB on loopback only
+		"-interface", "127.0.0.1", // RFB on 127.0.0.1 only
 		"-nolisten", "tcp", // X clients over the unix socket only
 		"-SecurityTypes", "None",
 		"-AlwaysShared", // 20 tabs share one screen
@@ -125,8 +125,8 @@ func startXvnc(t testing.TB) *xvnc {
 	case <-time.After(15 * time.Second):
 		t.Fatalf("Xvnc did not report a display within 15s; log:\n%s", x.log.String())
 	}
-	// The RFB listener opens before the X socket, but check: the proxy's
-	// first client must not be refused.
+	// Make sure the RFB port accepts before the proxy's first client comes:
+	// a refused client would fail the test for the wrong reason.
 	deadline := time.Now().Add(5 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", x.rfbAddr, time.Second)
@@ -251,7 +251,7 @@ func canvasLitPixels(ctx context.Context, rect [4]int) (int, error) {
 // waitPixel waits until canvas pixel (x, y) shows want, and says what it
 // last saw if it does not.
 func waitPixel(ctx context.Context, x, y int, want rgb) error {
-	var last string = "no canvas yet"
+	last := "no canvas yet"
 	for {
 		c, ok, err := canvasPixel(ctx, x, y)
 		if err == nil && ok {
