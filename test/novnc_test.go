@@ -140,7 +140,7 @@ func checkNoVNCSession(t *testing.T, browser context.Context, outDir, shot strin
 	}
 	step("root colour top-left", waitPixel(ctx, 10, 10, rootRGB))
 	step("root colour bottom-right", waitPixel(ctx, screenW-10, screenH-10, rootRGB))
-	step("xterm shown", waitPixel(ctx, xtermX+xtermCols*6-20, xtermY+xtermRows*13-20, rgb{0, 0, 0}))
+	step("xterm shown", waitPixel(ctx, xtermX+xtermCols*fontW-20, xtermY+xtermRows*fontH-20, rgb{0, 0, 0}))
 
 	// Clicking the xterm focuses noVNC's canvas in the page and moves the X
 	// pointer into the xterm, which then gets the keys (no window manager:

@@ -183,6 +183,7 @@ const (
 	xtermX, xtermY = 200, 150
 	xtermCols      = 40
 	xtermRows      = 8
+	fontW, fontH   = 6, 13
 )
 
 // xtermRect is the part of the screen sure to lie inside the xterm whatever
@@ -312,6 +313,9 @@ func canvasPoint(ctx context.Context, x, y int) (float64, float64, error) {
 // take it is only logged, as the test's own checks decide.
 func saveScreenshot(t testing.TB, ctx context.Context, dir, name string) {
 	t.Helper()
+	// Bounded: this also runs when the test failed because the tab hangs.
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
 	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG
 	if err != nil {
 		t.Logf("screenshot %s: %v", name, err)
