@@ -10,6 +10,14 @@ command -v bash >/dev/null 2>&1 || need_apt+=(bash)
 [ -x /usr/bin/chromium ] || need_apt+=(chromium)   # test/browser_test.go runs web/websock.js in it
 # test/telnet_test.go: web/wstelnet.html logs in to a real telnetd as this user.
 [ -x /usr/sbin/telnetd ] || need_apt+=(inetutils-telnetd)
+# test/novnc_test.go: noVNC (Debian's, and npm's latest) through websockify to
+# TigerVNC's Xvnc, with xsetroot and xterm drawing on its screen.
+[ -x /usr/bin/Xvnc ] || need_apt+=(tigervnc-standalone-server)
+[ -f /usr/share/novnc/vnc_lite.html ] || need_apt+=(novnc)
+[ -x /usr/bin/xsetroot ] || need_apt+=(x11-xserver-utils)
+[ -x /usr/bin/xterm ] || need_apt+=(xterm)
+[ -f /usr/share/fonts/X11/misc/6x13-ISO8859-1.pcf.gz ] || need_apt+=(xfonts-base) # xterm's font "fixed" in Xvnc
+command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	echo "installing: ${need_apt[*]}"
@@ -32,3 +40,7 @@ fi
 # go.mod names the Go version; an older go fetches it from the module proxy.
 export GOTOOLCHAIN=auto
 go mod download
+# test/novnc_test.go: the latest @novnc/novnc from npm, into the gitignored
+# .cache/npm of the checkout (npm install there updates it to the latest).
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+npm install --prefix "$root/.cache/npm" --no-audit --no-fund --loglevel=error @novnc/novnc@latest
