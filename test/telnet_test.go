@@ -77,7 +77,7 @@ func TestTelnetBrowser(t *testing.T) {
 				if err := chromedp.Do(ctx, actions...); err != nil {
 					text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`wstelnet.screenText()`))
 					status, _ := chromedp.Run(ctx, chromedp.Text(chromedp.CSS("#status")))
-					saveScreenshot(t, ctx, filepath.Join(outDir, "wstelnet_"+mode+"_failed.png"))
+					saveScreenshot(t, ctx, outDir, "wstelnet_"+mode+"_failed.png")
 					t.Fatalf("%s: %v\nstatus: %s\nscreen:\n%s", what, err, status, text)
 				}
 			}
@@ -109,7 +109,7 @@ func TestTelnetBrowser(t *testing.T) {
 				`echo hellp`+"\b"+`o-$((6*7)) $TERM $(stty size); printf 'x\377y\n'`+"\r"))
 			step("waiting for the output", waitScreen(`lines.includes('hello-42 vt100 24 80')`))
 			step("waiting for the 255 byte", waitScreen(`lines.includes('x\ufffdy')`))
-			saveScreenshot(t, ctx, filepath.Join(outDir, screenshotName(mode)))
+			saveScreenshot(t, ctx, outDir, screenshotName(mode))
 
 			step("logging out", chromedp.SendKeys(screen, "exit\r"),
 				pollTrue(`document.getElementById('status').textContent.startsWith('disconnected')`))
@@ -132,17 +132,6 @@ func pollTrue(expr string) chromedp.Action[chromedp.Void] {
 		_, err := chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond))(ctx, tg)
 		return err
 	})
-}
-
-func saveScreenshot(t *testing.T, ctx context.Context, file string) {
-	t.Helper()
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG
-	if err == nil {
-		err = os.WriteFile(file, shot, 0o644)
-	}
-	if err != nil {
-		t.Errorf("screenshot %s: %v", file, err)
-	}
 }
 
 // startTelnetd serves telnet on a fresh 127.0.0.1 port the way inetd does:

@@ -309,23 +309,6 @@ func canvasPoint(ctx context.Context, x, y int) (float64, float64, error) {
 	return p[0], p[1], nil
 }
 
-// saveScreenshot writes the tab's viewport as PNG to dir/name; a failure to
-// take it is only logged, as the test's own checks decide.
-func saveScreenshot(t testing.TB, ctx context.Context, dir, name string) {
-	t.Helper()
-	// Bounded: this also runs when the test failed because the tab hangs.
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // 100: PNG
-	if err != nil {
-		t.Logf("screenshot %s: %v", name, err)
-		return
-	}
-	if err := os.WriteFile(filepath.Join(dir, name), shot, 0o644); err != nil {
-		t.Errorf("saving screenshot: %v", err)
-	}
-}
-
 // copyTree copies the regular files and folders under src to dst; other
 // entries (Debian's novnc has a symlink) are skipped. The noVNC tests serve
 // copies with --web, whose server refuses symlinks leading out of its root.
