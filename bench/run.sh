@@ -171,6 +171,33 @@ for p in $proxies; do
 	measure "$p" hold -conns "$hold_conns" $(ramp_args "$p")
 done
 
+# Scale: our proxy with --workers holding scale_conns sessions (label
+# ours-workers). Every session's connection from the proxy to the target
+# shares one source and one destination address, so the ephemeral port range
+# must hold them all: widen it for the run (as root) and put it back after.
+scale_conns=50000 scale_workers=8
+[[ $quick == 1 ]] && scale_conns=2000 scale_workers=2
+if [[ " $proxies " == *" ours "* ]]; then
+	range_file=/proc/sys/net/ipv4/ip_local_port_range
+	old_range=$(cat "$range_file")
+	read -r lo hi <<<"$old_range"
+	if ((hi - lo + 1 < scale_conns + 1000)); then
+		if echo "1024 65535" >"$range_file" 2>/dev/null; then
+			trap 'echo "$old_range" >"$range_file"' EXIT
+			say "ephemeral ports widened to 1024-65535 for the scale run (was $old_range)"
+		else
+			echo "bench: cannot widen $range_file ($old_range) without root; the scale run will stop short" >&2
+		fi
+	fi
+	rm -f "$out/ours-workers.jsonl.partial" "$out"/ours-workers-*.log
+	say "ours-workers: hold -conns $scale_conns"
+	timeout --kill-after=10 900 bin/loadtest hold -proxy-cmd "${ours_cmd/\{listen\}/--workers $scale_workers {listen}}" \
+		-label ours-workers -json -proxy-log "$out/ours-workers-hold.log" -conns "$scale_conns" -ramp-timeout 300s \
+		>>"$out/ours-workers.jsonl.partial" ||
+		echo "bench: ours-workers hold exited with status $? (recorded in the results)" >&2
+	proxies+=" ours-workers"
+fi
+
 for p in $proxies; do
 	# Results land in $results only once the proxy's whole set is done.
 	[[ -f $out/$p.jsonl.partial ]] && mv "$out/$p.jsonl.partial" "$results/$p.jsonl"
@@ -183,11 +210,13 @@ files=("$results"/*.jsonl)
 versions=(-python-version "${python_version:-unknown}" -node-version "${node_version:-unknown}"
 	-go-version "$(go env GOVERSION)")
 if [[ $quick == 1 ]]; then
-	bin/loadtest report -md "$out/quick/BENCHMARKS.md" -logs "$out" "${versions[@]}" "${files[@]}"
+	bin/loadtest plot -out "$out/quick/memory.png" "${files[@]}"
+	bin/loadtest report -md "$out/quick/BENCHMARKS.md" -logs "$out" -plot memory.png "${versions[@]}" "${files[@]}"
 	echo "bench: quick run: BENCHMARKS.md left alone; see $out/quick/" >&2
 	exit 0
 fi
-bin/loadtest report -md BENCHMARKS.md -logs "$out" "${versions[@]}" \
+bin/loadtest plot -out bench/memory.png "${files[@]}"
+bin/loadtest report -md BENCHMARKS.md -logs "$out" -plot bench/memory.png "${versions[@]}" \
 	-elapsed "$((elapsed / 60)) min $((elapsed % 60)) s" \
 	"${files[@]}"
 say "done in $((elapsed / 60)) min $((elapsed % 60)) s"

@@ -28,12 +28,13 @@ const (
 	targetThroughputRatio = 0.8
 	targetSetupRatio      = 0.8
 	targetBytesPerSession = 2048
+	targetScaleSessions   = 50000 // held by our proxy with --workers (label ours-workers)
 )
 
 type reportFlags struct {
 	md, order, ours                                string
 	pythonVersion, nodeVersion, goVersion, elapsed string
-	logs                                           string
+	logs, plot                                     string
 }
 
 // reportMain reads JSON results (one object per line) and rewrites the
@@ -50,6 +51,7 @@ func reportMain(args []string) error {
 	fs.StringVar(&f.goVersion, "go-version", runtime.Version(), "Go version, for the machine line")
 	fs.StringVar(&f.elapsed, "elapsed", "", "how long the whole run took, for the machine line")
 	fs.StringVar(&f.logs, "logs", "", "directory of proxy logs to quote error lines from")
+	fs.StringVar(&f.plot, "plot", "", "PNG of memory against sessions held (loadtest plot) to show, relative to the Markdown file")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -146,11 +148,17 @@ func tputConns(r *Result) int {
 
 func writeReport(b *strings.Builder, all []*Result, f *reportFlags) {
 	rs := resultSet(all)
-	labels := strings.Split(f.order, ",")
-	for _, r := range all { // labels not named in -order go last
-		if !slices.Contains(labels, r.Label) {
-			labels = append(labels, r.Label)
+	order := strings.Split(f.order, ",")
+	// labelsFor is -order, then the labels it does not name that ran mode
+	// (such as our proxy with --workers, which only runs hold).
+	labelsFor := func(mode string) []string {
+		labels := slices.Clone(order)
+		for _, r := range all {
+			if r.Mode == mode && !slices.Contains(labels, r.Label) {
+				labels = append(labels, r.Label)
+			}
 		}
+		return labels
 	}
 	fmt.Fprintf(b, "Machine: %s, %d cores (`nproc`), Linux %s. Go: %s. Peers: Python websockify %s (Debian package); Node websockify %s.",
 		cpuModel(), runtime.NumCPU(), kernelRelease(), f.goVersion, orDash(f.pythonVersion), orDash(f.nodeVersion))
@@ -172,11 +180,18 @@ func writeReport(b *strings.Builder, all []*Result, f *reportFlags) {
 	writeMachineNoise(b, all)
 	writeVerdicts(b, rs, f.ours)
 	for _, n := range tputConnCounts(all) {
-		writeThroughput(b, rs, labels, n)
+		writeThroughput(b, rs, labelsFor("throughput"), n)
 	}
-	writeEcho(b, rs, labels)
-	writeSetup(b, rs, labels)
-	writeHold(b, rs, labels)
+	writeEcho(b, rs, labelsFor("echo"))
+	writeSetup(b, rs, labelsFor("setup"))
+	writeHold(b, rs, labelsFor("hold"))
+	if f.plot != "" {
+		b.WriteString("### Memory against sessions held\n\n")
+		b.WriteString("The proxy's memory (private dirty, whole process tree) above its reading before the first session, " +
+			"read every twentieth of the way while each hold run opened its sessions; both axes logarithmic. " +
+			"Drawn by `loadtest plot` from the same results.\n\n")
+		fmt.Fprintf(b, "![proxy memory against sessions held](%s)\n\n", f.plot)
+	}
 	writeNotes(b, all)
 	if f.logs != "" {
 		writeLogExcerpts(b, f.logs)
@@ -464,6 +479,15 @@ func writeVerdicts(b *strings.Builder, rs resultSet, ours string) {
 		all := h.ConnsOpen == h.ConnsWanted && h.AliveOK == h.AliveChecked
 		check(name, fmt.Sprintf("%s private dirty, %d of %d held", fmtBytes(h.PerSession.PrivateDirty), h.ConnsOpen, h.ConnsWanted),
 			all && h.PerSession.PrivateDirty <= targetBytesPerSession, true)
+	}
+	w := rs.find("hold", ours+"-workers", "")
+	name = fmt.Sprintf("≥ %d sessions held with --workers, ≤ %.0f KiB each", targetScaleSessions, float64(targetBytesPerSession)/1024)
+	if w == nil || w.PerSession == nil {
+		check(name, "", false, false)
+	} else {
+		all := w.ConnsOpen >= targetScaleSessions && w.AliveOK == w.AliveChecked
+		check(name, fmt.Sprintf("%d held, %s private dirty each", w.ConnsOpen, fmtBytes(w.PerSession.PrivateDirty)),
+			all && w.PerSession.PrivateDirty <= targetBytesPerSession, true)
 	}
 	b.WriteString("\n")
 }
