@@ -191,7 +191,8 @@ if [[ " $proxies " == *" ours "* ]]; then
 	fi
 	rm -f "$out/ours-workers.jsonl.partial" "$out"/ours-workers-*.log
 	say "ours-workers: hold -conns $scale_conns"
-	timeout --kill-after=10 900 bin/loadtest hold -proxy-cmd "${ours_cmd/\{listen\}/--workers $scale_workers {listen}}" \
+	scale_cmd=${ours_cmd/"{listen}"/"--workers $scale_workers {listen}"}
+	timeout --kill-after=10 900 bin/loadtest hold -proxy-cmd "$scale_cmd" \
 		-label ours-workers -json -proxy-log "$out/ours-workers-hold.log" -conns "$scale_conns" -ramp-timeout 300s \
 		>>"$out/ours-workers.jsonl.partial" ||
 		echo "bench: ours-workers hold exited with status $? (recorded in the results)" >&2
