@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"net"
+	"os"
 	"os/exec"
 	"strconv"
 	"syscall"
@@ -102,7 +103,7 @@ func TestForeignListenerSeesAnotherProcessSharingThePort(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer ln.Close()
-	if foreignListener() {
+	if foreignListener(os.Getpid()) {
 		t.Fatal("our own listener counted as foreign")
 	}
 
@@ -128,7 +129,7 @@ time.sleep(30)
 	if line, err := bufio.NewReader(out).ReadString('\n'); err != nil || line != "listening\n" {
 		t.Fatalf("helper process: %q, %v", line, err)
 	}
-	if !foreignListener() {
+	if !foreignListener(os.Getpid()) {
 		t.Fatal("another process listening on our port was not seen")
 	}
 }
