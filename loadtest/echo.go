@@ -158,6 +158,10 @@ func runEcho(e *env) error {
 	windows := cfg.repeat
 	start := time.Now().Add(50 * time.Millisecond)
 	end := start.Add(time.Duration(windows) * cfg.duration)
+	bg, err := startBackground(e, cfg.background, end)
+	if err != nil {
+		return err
+	}
 	type connStats struct {
 		rtts [][]time.Duration // per window
 		errs errorTally
@@ -210,6 +214,11 @@ func runEcho(e *env) error {
 	}
 	wg.Wait()
 	cpu := <-cpuDone
+	if cfg.background > 0 {
+		res.Background = cfg.background
+		res.BackgroundMBps = bg.wait(start, cfg.opTimeout)
+		res.Errors.merge(bg.errs)
+	}
 
 	var p50, p99, rate []float64
 	var maxRTT time.Duration
@@ -241,4 +250,82 @@ func runEcho(e *env) error {
 		return errors.New("no round trip completed")
 	}
 	return nil
+}
+
+// bulkLoad is bulk traffic beside the round trips (echo -background N):
+// N sessions that each keep sending 64 KiB frames until the end of the
+// windows, while reading back (and dropping) what the echo target returns.
+type bulkLoad struct {
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	bytes atomic.Int64 // echoed bytes read back
+	errs  errorTally
+	conns []*session
+}
+
+func startBackground(e *env, n int, end time.Time) (*bulkLoad, error) {
+	bg := &bulkLoad{}
+	for range n {
+		s, err := e.client.open(background)
+		if err != nil {
+			bg.close()
+			return nil, fmt.Errorf("background session: %w", err)
+		}
+		bg.conns = append(bg.conns, s)
+	}
+	payload := make([]byte, 64<<10)
+	_, _ = rand.Read(payload)
+	for _, s := range bg.conns {
+		wire := s.frame(payload)
+		_ = s.conn.SetDeadline(time.Time{})
+		bg.wg.Add(2)
+		go func() { // writer
+			defer bg.wg.Done()
+			for time.Now().Before(end) {
+				_ = s.conn.SetWriteDeadline(time.Now().Add(e.cfg.opTimeout))
+				if err := s.send(wire); err != nil {
+					bg.fail(err)
+					return
+				}
+			}
+		}()
+		go func() { // reader: whatever comes back until the socket closes
+			defer bg.wg.Done()
+			buf := make([]byte, 64<<10)
+			for {
+				n, err := s.conn.Read(buf)
+				bg.bytes.Add(int64(n))
+				if err != nil {
+					return
+				}
+			}
+		}()
+	}
+	return bg, nil
+}
+
+func (bg *bulkLoad) fail(err error) {
+	bg.mu.Lock()
+	bg.errs.add(fmt.Errorf("background: %w", err))
+	bg.mu.Unlock()
+}
+
+// wait lets the writers finish, gives the echoes a moment to drain, closes
+// the sessions and returns the rate of echoed bytes since start, in MB/s.
+func (bg *bulkLoad) wait(start time.Time, drain time.Duration) *Spread {
+	deadline := time.Now().Add(drain)
+	for _, s := range bg.conns {
+		_ = s.conn.SetReadDeadline(deadline)
+	}
+	got := bg.bytes.Load()
+	el := time.Since(start).Seconds()
+	bg.close()
+	bg.wg.Wait()
+	return newSpread([]float64{float64(got) / el / 1e6})
+}
+
+func (bg *bulkLoad) close() {
+	for _, s := range bg.conns {
+		s.conn.Close()
+	}
 }

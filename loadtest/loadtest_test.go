@@ -161,6 +161,10 @@ func TestModesThroughRelay(t *testing.T) {
 	if r := runMode(t, cfg); r.ConnsOpen != 20 || r.RoundTrips == 0 {
 		t.Fatalf("echo: %d conns, %d round trips", r.ConnsOpen, r.RoundTrips)
 	}
+	cfg.background = 2 // the same under bulk traffic
+	if r := runMode(t, cfg); r.RoundTrips == 0 || r.BackgroundMBps == nil || r.BackgroundMBps.Median <= 0 {
+		t.Fatalf("echo with background: %s", summarize(r))
+	}
 	cfg = base("setup")
 	cfg.concurrency, cfg.duration = 4, 500*time.Millisecond
 	if r := runMode(t, cfg); r.Sessions == 0 {

@@ -46,6 +46,7 @@ type settings struct {
 	dialParallel int
 	maxFail      int
 	concurrency  int
+	background   int
 	settle       time.Duration
 	minAvailMiB  int64
 	aliveSample  int
@@ -91,6 +92,7 @@ func runMeasurement(mode string, args []string) error {
 		fs.DurationVar(&cfg.rampTimeout, "ramp-timeout", 60*time.Second, "limit for opening the connections")
 		fs.IntVar(&cfg.dialParallel, "dial-parallel", 64, "connections being opened at once during the ramp")
 		fs.IntVar(&cfg.maxFail, "max-fail", 100, "stop the ramp after this many failed opens")
+		fs.IntVar(&cfg.background, "background", 0, "sessions moving bulk data (64 KiB frames, echoed back) during the windows, as background load")
 	case "setup":
 		fs.IntVar(&cfg.concurrency, "concurrency", 50, "sessions being set up at once")
 		fs.DurationVar(&cfg.duration, "duration", 5*time.Second, "length of one measurement window")

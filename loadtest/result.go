@@ -38,15 +38,17 @@ type Result struct {
 	StopReason  string  `json:"stop_reason,omitempty"` // why opening stopped short of ConnsWanted
 
 	// echo
-	WindowSeconds float64 `json:"window_s,omitempty"`
-	ThinkMs       float64 `json:"think_ms,omitempty"`
-	MsgBytes      int     `json:"msg_bytes,omitempty"`
-	RoundTrips    int64   `json:"round_trips,omitempty"`
-	RTPerSec      *Spread `json:"round_trips_per_s,omitempty"`
-	RTTP50us      *Spread `json:"rtt_p50_us,omitempty"`
-	RTTP99us      *Spread `json:"rtt_p99_us,omitempty"`
-	RTTMaxUs      float64 `json:"rtt_max_us,omitempty"`
-	ConnsLost     int     `json:"conns_lost,omitempty"`
+	WindowSeconds  float64 `json:"window_s,omitempty"`
+	ThinkMs        float64 `json:"think_ms,omitempty"`
+	MsgBytes       int     `json:"msg_bytes,omitempty"`
+	RoundTrips     int64   `json:"round_trips,omitempty"`
+	RTPerSec       *Spread `json:"round_trips_per_s,omitempty"`
+	RTTP50us       *Spread `json:"rtt_p50_us,omitempty"`
+	RTTP99us       *Spread `json:"rtt_p99_us,omitempty"`
+	RTTMaxUs       float64 `json:"rtt_max_us,omitempty"`
+	ConnsLost      int     `json:"conns_lost,omitempty"`
+	Background     int     `json:"background,omitempty"`      // bulk sessions beside the round trips
+	BackgroundMBps *Spread `json:"background_mbps,omitempty"` // what they got echoed back, in all
 
 	// setup
 	Concurrency    int     `json:"concurrency,omitempty"`
@@ -196,6 +198,9 @@ func summarize(r *Result) string {
 			r.RTPerSec.format(fmtFloat(0)), r.RTTP50us.format(fmtDurUs), r.RTTP99us.format(fmtDurUs), fmtDurUs(r.RTTMaxUs))
 		if r.ConnsLost > 0 {
 			s += fmt.Sprintf(", %d conns lost", r.ConnsLost)
+		}
+		if r.Background > 0 {
+			s += fmt.Sprintf(", beside %d bulk sessions echoing %s MB/s", r.Background, r.BackgroundMBps.format(fmtFloat(0)))
 		}
 	case "setup":
 		s = fmt.Sprintf("setup %s: %s sessions/s with %d at once, p50 %s, p99 %s, %d sessions",
