@@ -161,7 +161,8 @@ func TestModesThroughRelay(t *testing.T) {
 	if r := runMode(t, cfg); r.ConnsOpen != 20 || r.RoundTrips == 0 {
 		t.Fatalf("echo: %d conns, %d round trips", r.ConnsOpen, r.RoundTrips)
 	}
-	cfg.background = 2 // the same under bulk traffic
+	cfg = base("echo") // the same beside bulk traffic
+	cfg.conns, cfg.duration, cfg.think, cfg.msgSize, cfg.background = 20, 500*time.Millisecond, 20*time.Millisecond, 64, 2
 	if r := runMode(t, cfg); r.RoundTrips == 0 || r.BackgroundMBps == nil || r.BackgroundMBps.Median <= 0 {
 		t.Fatalf("echo with background: %s", summarize(r))
 	}
