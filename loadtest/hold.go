@@ -175,7 +175,7 @@ func holdSessions(e *env, shouldStop func() string) *holdRamp {
 			}
 		}
 	}
-	lastReport := time.Now()
+	lastReport, lastPoint := time.Now(), time.Now()
 	for {
 		done, opened := true, 0
 		for _, h := range r.holders {
@@ -188,7 +188,11 @@ func holdSessions(e *env, shouldStop func() string) *holdRamp {
 				}
 			}
 		}
-		if opened >= next || (done && opened > r.curve[len(r.curve)-1].Sessions) {
+		// A reading every twentieth of the way, and every 2 s while the count
+		// moves, so a slow proxy that stops early still draws a curve.
+		last := r.curve[len(r.curve)-1]
+		if opened >= next || (opened > last.Sessions && (done || time.Since(lastPoint) >= 2*time.Second)) {
+			lastPoint = time.Now()
 			m := treeMemory(e.proxyPID)
 			r.curve = append(r.curve, memPoint{Sessions: opened, PrivateDirty: m.PrivateDirty, RSS: m.RSS, TCPMemBytes: readSockstat().TCPMemByte})
 			for next <= opened {

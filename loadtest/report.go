@@ -188,7 +188,7 @@ func writeReport(b *strings.Builder, all []*Result, f *reportFlags) {
 	if f.plot != "" {
 		b.WriteString("### Memory against sessions held\n\n")
 		b.WriteString("The proxy's memory (private dirty, whole process tree) above its reading before the first session, " +
-			"read every twentieth of the way while each hold run opened its sessions; both axes logarithmic. " +
+			"read every twentieth of the way (and every 2 s) while each hold run opened its sessions; both axes logarithmic. " +
 			"Drawn by `loadtest plot` from the same results.\n\n")
 		fmt.Fprintf(b, "![proxy memory against sessions held](%s)\n\n", f.plot)
 	}
