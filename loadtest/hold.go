@@ -164,8 +164,8 @@ func holdSessions(e *env, shouldStop func() string) *holdRamp {
 
 	step := max(100, cfg.conns/20)
 	next := step
-	r.curve = append(r.curve, memPoint{Sessions: 0, PrivateDirty: treeMemory(e.proxyPID).PrivateDirty,
-		RSS: treeMemory(e.proxyPID).RSS, TCPMemBytes: readSockstat().TCPMemByte})
+	idle := treeMemory(e.proxyPID)
+	r.curve = append(r.curve, memPoint{Sessions: 0, PrivateDirty: idle.PrivateDirty, RSS: idle.RSS, TCPMemBytes: readSockstat().TCPMemByte})
 	halted := false
 	halt := func(why string) {
 		if !halted {

@@ -117,10 +117,6 @@ func runMeasurement(mode string, args []string) error {
 	}
 
 	res := &Result{Mode: mode, Label: cfg.label, Time: time.Now().UTC().Format(time.RFC3339)}
-	summaryOut := os.Stdout
-	if cfg.jsonOut {
-		summaryOut = os.Stderr
-	}
 	// The last-resort deadline still leaves a JSON line, so a results file
 	// always says what happened to every run.
 	armWatchdog(cfg.hardLimitOrDefault(), func() {
@@ -147,10 +143,7 @@ func runMeasurement(mode string, args []string) error {
 	if err != nil {
 		res.Error = err.Error()
 	}
-	fmt.Fprintln(summaryOut, summarize(res))
-	if cfg.jsonOut {
-		writeJSON(os.Stdout, res)
-	}
+	printOutcome(cfg.jsonOut, summarize(res), res)
 	if err != nil {
 		os.Exit(1)
 	}

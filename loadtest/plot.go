@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -155,14 +156,6 @@ func legendName(r *Result) string {
 // sortedHolds orders hold results by label, for a stable legend.
 func sortedHolds(rs []*Result) []*Result {
 	out := slices.Clone(rs)
-	slices.SortStableFunc(out, func(a, b *Result) int {
-		switch {
-		case a.Label < b.Label:
-			return -1
-		case a.Label > b.Label:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(out, func(a, b *Result) int { return strings.Compare(a.Label, b.Label) })
 	return out
 }

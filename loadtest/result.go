@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"math"
+	"os"
 	"slices"
 	"strings"
 	"time"
@@ -140,9 +141,22 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 
 func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
-func writeJSON(w io.Writer, r *Result) {
-	b, _ := json.Marshal(r)
+func writeJSON(w io.Writer, v any) {
+	b, _ := json.Marshal(v)
 	fmt.Fprintf(w, "%s\n", b)
+}
+
+// printOutcome prints a run's human-readable summary and, with -json, its
+// result as one JSON object on stdout (the summary then goes to stderr).
+func printOutcome(jsonOut bool, summary string, result any) {
+	out := os.Stdout
+	if jsonOut {
+		out = os.Stderr
+	}
+	fmt.Fprint(out, strings.TrimRight(summary, "\n")+"\n")
+	if jsonOut {
+		writeJSON(os.Stdout, result)
+	}
 }
 
 // fmtDurUs prints microseconds at a readable scale.

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
-	"io"
 	"os"
 	"time"
 )
@@ -65,14 +63,7 @@ func slowMain(args []string) error {
 	res, err := runSlow(c, *nbytes, *rate, *sample)
 	runCleanups()
 	if res != nil {
-		out := os.Stdout
-		if c.jsonOut {
-			out = os.Stderr
-		}
-		fmt.Fprintln(out, res.summary())
-		if c.jsonOut {
-			writeJSONValue(os.Stdout, res)
-		}
+		printOutcome(c.jsonOut, res.summary(), res)
 		if err == nil && res.Error != "" {
 			os.Exit(1)
 		}
@@ -140,11 +131,4 @@ func slowTransfer(env *soakEnv, opTimeout time.Duration, n, rate int64, res *slo
 	}
 	res.Seconds = time.Since(start).Seconds()
 	return nil
-}
-
-// writeJSONValue prints any result as one JSON line (writeJSON takes only the
-// measurement modes' Result).
-func writeJSONValue(w io.Writer, v any) {
-	b, _ := json.Marshal(v)
-	fmt.Fprintf(w, "%s\n", b)
 }

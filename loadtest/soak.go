@@ -147,14 +147,7 @@ func soakMain(args []string) error {
 	res, err := runSoak(c, os.Stderr)
 	runCleanups()
 	if res != nil {
-		out := os.Stdout
-		if c.jsonOut {
-			out = os.Stderr
-		}
-		fmt.Fprint(out, res.table())
-		if c.jsonOut {
-			writeJSONValue(os.Stdout, res)
-		}
+		printOutcome(c.jsonOut, res.table(), res)
 	}
 	if err != nil {
 		return err
