@@ -73,9 +73,9 @@ type Config struct {
 	Loops int
 
 	// StatusRequests, when it delivers, logs one status line: open
-	// sessions, goroutines and open descriptors (websockify sends one on
-	// SIGUSR1). Soak tests compare the line before and after a run.
-	StatusRequests <-chan struct{}
+	// sessions, goroutines and open descriptors (websockify passes its
+	// SIGUSR1 channel). Soak tests compare the line before and after a run.
+	StatusRequests <-chan os.Signal
 
 	// Worker marks one of several processes sharing the listening port
 	// (websockify --workers): their parent checked that the address was free

@@ -61,17 +61,8 @@ func main() {
 		close(stop)
 	}()
 
-	status := make(chan struct{}, 1)
-	usr1 := make(chan os.Signal, 1)
-	signal.Notify(usr1, syscall.SIGUSR1)
-	go func() {
-		for range usr1 {
-			select {
-			case status <- struct{}{}:
-			default:
-			}
-		}
-	}()
+	status := make(chan os.Signal, 1)
+	signal.Notify(status, syscall.SIGUSR1)
 	cfg.StatusRequests = status
 
 	err = eventloop.Serve(cfg, stop)
