@@ -11,10 +11,12 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"syscall"
 
 	"github.com/gowebsockify/websockify/eventloop"
+	"github.com/gowebsockify/websockify/workers"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -31,11 +33,20 @@ func main() {
 	}
 	cfg := opts.Config
 	switch {
-	case isWorker():
-		setUpWorker(&cfg, opts.workers)
+	case workers.IsWorker():
+		// The parent checked the address and shares the cores out.
+		cfg.Worker = true
+		cfg.Loops = max(1, runtime.NumCPU()/opts.workers)
+		cfg.Ready = workers.Ready
 	case opts.workers > 1:
 		printBanner(os.Stderr, cfg, opts.workers)
-		if err := superviseWorkers(cfg, opts.workers); err != nil {
+		err := eventloop.CheckAddressFree(cfg)
+		if err == nil {
+			err = workers.Supervise(opts.workers, cfg.Log, func(pids []int) error {
+				return eventloop.CheckSoleListeners(cfg.ListenAddr, pids...)
+			})
+		}
+		if err != nil {
 			cfg.Log.Flush()
 			fmt.Fprintf(os.Stderr, "websockify: %v\n", err)
 			os.Exit(1)

@@ -1,4 +1,15 @@
-package main
+// Package workers runs websockify as several processes (--workers N): the
+// parent starts N copies of itself, with the same arguments, that each bind
+// the listening port with SO_REUSEPORT, so the kernel spreads new clients
+// over them. Each worker is a whole proxy with its own event loops and its
+// own open-file limit: one process can hold about RLIMIT_NOFILE/2 sessions,
+// and workers are how one machine holds more.
+//
+// The parent only supervises (Supervise): it starts the workers, waits until
+// each reports its listeners bound (Ready), has the caller check that nobody
+// else listens on the port, forwards signals, and replaces a worker that
+// dies. It owns processes, never sockets.
+package workers
 
 import (
 	"errors"
@@ -6,20 +17,9 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"runtime"
 	"syscall"
 	"time"
-
-	"github.com/gowebsockify/websockify/eventloop"
 )
-
-// With --workers N, websockify starts N copies of itself that each bind the
-// listening port with SO_REUSEPORT, so the kernel spreads new clients over
-// them. Each worker is a whole proxy with its own event loops and its own
-// open-file limit: one process can hold about RLIMIT_NOFILE/2 sessions, and
-// workers are how one machine holds more. The parent only supervises: it
-// checks the address once, starts the workers, makes sure nobody else
-// listens on the port, forwards signals, and replaces a worker that dies.
 
 // workerEnv marks a process as one of the workers of the parent that set it.
 const workerEnv = "WEBSOCKIFY_WORKER"
@@ -31,20 +31,21 @@ const readyFD = 3
 // workerStartLimit bounds how long a worker may take to bind its listeners.
 const workerStartLimit = 10 * time.Second
 
-// isWorker reports whether this process was started by superviseWorkers.
-func isWorker() bool { return os.Getenv(workerEnv) != "" }
+// IsWorker reports whether this process was started by Supervise.
+func IsWorker() bool { return os.Getenv(workerEnv) != "" }
 
-// setUpWorker adapts a worker's Config: its parent already checked the
-// address, the machine's cores are shared among the workers, and the parent
-// learns from the ready pipe when the listeners are bound.
-func setUpWorker(cfg *eventloop.Config, workers int) {
-	cfg.Worker = true
-	cfg.Loops = max(1, runtime.NumCPU()/workers)
+// Ready tells the parent that this worker's listeners are bound. Call it
+// once, in a worker.
+func Ready() {
 	ready := os.NewFile(readyFD, "ready")
-	cfg.Ready = func() {
-		_, _ = ready.Write([]byte{1})
-		_ = ready.Close()
-	}
+	_, _ = ready.Write([]byte{1})
+	_ = ready.Close()
+}
+
+// Logger is what Supervise logs through (eventloop.Logger is one).
+type Logger interface {
+	Infof(format string, args ...any)
+	Flush()
 }
 
 // worker is one running worker process.
@@ -59,13 +60,11 @@ type workerExit struct {
 	err error
 }
 
-// superviseWorkers runs n workers until a signal stops them. It returns an
-// error when they cannot start or the address is not theirs alone.
-func superviseWorkers(cfg eventloop.Config, n int) error {
-	log := cfg.Log
-	if err := eventloop.CheckAddressFree(cfg); err != nil {
-		return err
-	}
+// Supervise runs n workers until SIGTERM or SIGINT stops them. Once all
+// are listening, soleListeners is given their PIDs and fails when another
+// process shares their port. It returns an error when the workers cannot
+// start, the port is not theirs alone, or a replaced worker keeps dying.
+func Supervise(n int, log Logger, soleListeners func(pids []int) error) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1)
 	exits := make(chan workerExit, n)
@@ -117,7 +116,7 @@ func superviseWorkers(cfg eventloop.Config, n int) error {
 	for _, w := range running {
 		pids = append(pids, w.cmd.Process.Pid)
 	}
-	if err := eventloop.CheckSoleListeners(cfg.ListenAddr, pids...); err != nil {
+	if err := soleListeners(pids); err != nil {
 		return fail(err)
 	}
 	log.Infof("%d workers listening: pids %v", n, pids)
