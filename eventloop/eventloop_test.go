@@ -15,14 +15,21 @@ import (
 )
 
 func TestDeadlineQueueFiresInOrderAndCompacts(t *testing.T) {
-	q := deadlineQueue{d: time.Second}
+	q := deadlineQueue[*session]{d: time.Second}
 	sessions := make([]*session, 3000)
 	for i := range sessions {
 		sessions[i] = &session{}
-		q.add(int64(i), sessions[i])
+		if at := q.add(int64(i), sessions[i]); at != int64(i)+int64(time.Second) {
+			t.Fatalf("add returned %d", at)
+		}
 	}
 	var fired []*session
-	collect := func(s *session) { fired = append(fired, s) }
+	collect := func(s *session, at int64) {
+		if want := int64(len(fired)) + int64(time.Second); at != want {
+			t.Fatalf("fired with at %d, want %d", at, want)
+		}
+		fired = append(fired, s)
+	}
 
 	q.expire(int64(time.Second)-1, collect) // nothing due yet
 	if len(fired) != 0 {
@@ -44,6 +51,7 @@ func TestDeadlineQueueFiresInOrderAndCompacts(t *testing.T) {
 	if len(fired) != 3000 {
 		t.Fatalf("fired %d, want 3000", len(fired))
 	}
+	fired = fired[:0]
 	q.add(0, &session{}) // an emptied queue reuses its slice from the start
 	if q.head != 0 || len(q.items) != 1 {
 		t.Fatalf("after reuse: head %d, len %d", q.head, len(q.items))

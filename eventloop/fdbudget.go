@@ -13,41 +13,42 @@ import (
 // accept fails with EMFILE. In ReusePort mode each loop accepts one
 // connection per wakeup and calls OnOpen synchronously, so refusing a client
 // in OnOpen frees its fd before that loop accepts again: at most one fd per
-// loop is ever in flight beyond what is counted here. The count must include
-// dials in progress, which briefly hold three fds per session (client, the
-// dialed socket, and gnet's dup of it made by Enroll).
+// loop is ever in flight beyond what is counted here.
+//
+// A session is admitted with its client's descriptor plus a reserve for
+// what it may hold at once before its target is up: the dial's sockets
+// (dialReserve), or instead the duplicates of a TLS handshake (two, briefly)
+// or a web file (one). Once the target has joined the loop the session holds
+// two, client and target, and gives the rest back (session.targetOpened,
+// session.finish).
 type fdBudget struct {
-	limit   int64 // RLIMIT_NOFILE soft limit
-	reserve int64 // baseline fds plus a margin
-	inUse   atomic.Int64
+	limit       int64 // RLIMIT_NOFILE soft limit
+	reserve     int64 // baseline fds plus a margin
+	dialReserve int64
+	inUse       atomic.Int64
 }
 
-// fdsPerDial is what a dial in progress holds beyond the client's own fd.
-// It is reserved when the client is admitted, so that a burst of admitted
-// clients cannot all dial at once past the limit.
-const fdsPerDial = 2
-
-func newFDBudget(loops int) *fdBudget {
+func newFDBudget(loops int, dialReserve int64) *fdBudget {
 	var rl unix.Rlimit
 	_ = unix.Getrlimit(unix.RLIMIT_NOFILE, &rl)
-	b := &fdBudget{limit: int64(rl.Cur)}
+	b := &fdBudget{limit: int64(rl.Cur), dialReserve: dialReserve}
 	// Baseline: stdio, the Go runtime's poller, each loop's epoll, eventfd and
-	// listener. Plus one accept in flight per loop, and a margin for
-	// transient fds (log files, /proc reads, the resolver).
-	b.reserve = int64(countOpenFDs()) + int64(3*loops) + int64(loops) + 16
+	// listener, the drain poller's two. Plus one accept in flight per loop,
+	// and a margin for transient fds (log files, /proc reads).
+	b.reserve = int64(countOpenFDs()) + int64(3*loops) + int64(loops) + 2 + 16
 	return b
 }
 
-// admit reserves a whole session (client, dialed socket, target dup) if it
-// fits. The session gives back what it does not use: see session.startDial
-// and session.clientClosed.
-func (b *fdBudget) admit() bool {
-	n := b.inUse.Add(1 + fdsPerDial)
+// admit reserves a whole session (client and dial reserve) if it fits and
+// returns how much it reserved, or 0.
+func (b *fdBudget) admit() int64 {
+	want := 1 + b.dialReserve
+	n := b.inUse.Add(want)
 	if n+b.reserve > b.limit {
-		b.inUse.Add(-1 - fdsPerDial)
-		return false
+		b.inUse.Add(-want)
+		return 0
 	}
-	return true
+	return want
 }
 
 func (b *fdBudget) add(n int64) { b.inUse.Add(n) }

@@ -8,8 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/gowebsockify/websockify/codec"
 )
 
 // Logger writes log lines in the original websockify's shapes: per-client
@@ -93,38 +91,6 @@ func (l *Logger) ConnDebugf(addr, format string, args ...any) {
 	if l.verbose {
 		l.Connf(addr, format, args...)
 	}
-}
-
-// upgraded logs a completed WebSocket handshake in the original's lines.
-func (l *Logger) upgraded(addr string, req *codec.Request, hs codec.Handshake, isTLS bool) {
-	l.Connf(addr, `"%s %s %s" 101 -`, req.Method, req.Target, req.Proto)
-	if isTLS {
-		l.Connf(addr, "%s: SSL/TLS (wss://) WebSocket connection", addr)
-	} else {
-		l.Connf(addr, "%s: Plain non-SSL (ws://) WebSocket connection", addr)
-	}
-	l.Connf(addr, "%s: Version %s, base64: '%s'", addr, versionName(req, hs.Version), pyBool(hs.Mode == codec.Base64))
-	if req.Target != "" {
-		l.Connf(addr, "%s: Path: '%s'", addr, req.Target)
-	}
-}
-
-// versionName names the protocol version as the original's log does.
-func versionName(req *codec.Request, v codec.Version) string {
-	switch v {
-	case codec.Hixie76:
-		return "hixie-76"
-	case codec.Hixie75:
-		return "hixie-75"
-	}
-	return "hybi-" + req.Header.Get("Sec-WebSocket-Version")
-}
-
-func pyBool(b bool) string {
-	if b {
-		return "True"
-	}
-	return "False"
 }
 
 // refusal logs msg at most once a second, so a flood of refused clients

@@ -2,52 +2,70 @@ package eventloop
 
 import (
 	"context"
+	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/gowebsockify/websockify/codec"
 	"github.com/panjf2000/gnet/v2"
+	"golang.org/x/sys/unix"
 )
 
 // loop is the state shared by the sessions of one event loop. Everything but
-// the two atomics is touched only by that loop's goroutine.
+// the fields marked otherwise is touched only by that loop's goroutine.
 type loop struct {
-	srv  *Server
+	srv  *server
 	el   gnet.EventLoop
-	epfd int
+	epfd int // gnet's epoll descriptor for this loop (epoll.go)
+	idx  int // in the drain poller's events
 
-	firstByte   deadlineQueue // sessions waiting for their first byte
-	requestHead deadlineQueue // sessions waiting for a complete request head
-	heartbeat   deadlineQueue // proxied sessions due a ping
+	sessions sessionList // every session of the loop, for shutdown
 
-	// waiting holds sessions that need the fast tick: a side paused until
-	// its peer drains, or a side to close once its output is flushed.
-	waiting []*session
+	firstByte   deadlineQueue[*session] // sessions waiting for their first byte
+	requestHead deadlineQueue[*session] // sessions waiting for a complete request head
+	heartbeat   deadlineQueue[*session] // relaying sessions due a ping
+	flushing    deadlineQueue[*side]    // sides sending what they queued before closing
+	lingering   deadlineQueue[*side]    // sides shut down for writing, waiting for EOF
 
-	// scratch is where base64 and Hixie frames are built; one per loop is
-	// enough because a loop runs one callback at a time.
-	scratch []byte
-	iov     [2][]byte // header and payload of a binary frame, for Writev
+	// Sockets registered in the drain poller, by descriptor (drain.go).
+	watched map[int32]*side
 
-	// targetIov gathers the payload chunks decoded from one client read;
-	// smallBytes holds copies of the chunks that do not point into the read.
+	// Filled by the drain poller's goroutine, under readyMu.
+	readyMu     sync.Mutex
+	readyFDs    []readyFD
+	spareFDs    []readyFD
+	readyQueued bool
+
+	// Scratch space, one per loop because a loop runs one callback at a
+	// time: frames are built in scratch; iov gathers a writev; targetIov
+	// gathers the payloads decoded from one client read (smallBytes holds
+	// copies of those that do not point into the read); plain receives
+	// what TLS decrypts; joined makes a frame contiguous for TLS.
+	scratch    []byte
+	iov        []unix.Iovec
 	targetIov  [][]byte
 	smallBytes []byte
+	plain      []byte
+	joined     []byte
 
-	tickQueued    atomic.Bool // a tick is queued with Execute and has not run yet
-	wantsFastTick atomic.Bool // waiting is not empty
+	tickQueued atomic.Bool // a tick is queued with Execute and has not run yet (any goroutine)
 }
 
-func newLoop(s *Server, el gnet.EventLoop, epfd int) *loop {
+func newLoop(s *server, el gnet.EventLoop, epfd int) *loop {
 	return &loop{
 		srv:         s,
 		el:          el,
 		epfd:        epfd,
-		firstByte:   deadlineQueue{d: firstByteTimeout},
-		requestHead: deadlineQueue{d: requestHeadTimeout},
-		heartbeat:   deadlineQueue{d: s.cfg.Heartbeat},
+		firstByte:   deadlineQueue[*session]{d: firstByteTimeout},
+		requestHead: deadlineQueue[*session]{d: requestHeadTimeout},
+		heartbeat:   deadlineQueue[*session]{d: s.cfg.Heartbeat},
+		flushing:    deadlineQueue[*side]{d: flushTimeout},
+		lingering:   deadlineQueue[*side]{d: lingerTimeout},
+		watched:     make(map[int32]*side),
+		iov:         make([]unix.Iovec, 0, iovMax),
 		targetIov:   make([][]byte, 0, 64),
 		smallBytes:  make([]byte, 0, 64*codec.MaxUnaliasedPayload),
+		plain:       make([]byte, readChunk),
 	}
 }
 
@@ -59,19 +77,20 @@ func (l *loop) scratchFor(n int) []byte {
 	return l.scratch[:n]
 }
 
-// wait puts s on the fast-tick list (once).
-func (l *loop) wait(s *session) {
-	if s.waiting {
-		return
+// join returns a and b in one slice of the loop's (TLS writes whole frames
+// into one record).
+func (l *loop) join(a, b []byte) []byte {
+	if len(b) == 0 {
+		return a
 	}
-	s.waiting = true
-	l.waiting = append(l.waiting, s)
-	if !l.wantsFastTick.Swap(true) {
-		l.srv.kickTicker()
+	if cap(l.joined) < len(a)+len(b) {
+		l.joined = make([]byte, 0, len(a)+len(b))
 	}
+	return append(append(l.joined[:0], a...), b...)
 }
 
-// Run is the loop's tick, queued by Server.runTicker; it runs on the loop.
+// Run is the loop's tick, queued by server.runTicker: it fires the timers
+// that are due.
 func (l *loop) Run(context.Context) error {
 	l.tickQueued.Store(false)
 	now := time.Now().UnixNano()
@@ -80,18 +99,37 @@ func (l *loop) Run(context.Context) error {
 	if l.srv.cfg.Heartbeat > 0 {
 		l.heartbeat.expire(now, (*session).heartbeatDue)
 	}
-	if len(l.waiting) > 0 {
-		kept := l.waiting[:0]
-		for _, s := range l.waiting {
-			if s.poll(now) {
-				kept = append(kept, s)
-			} else {
-				s.waiting = false
-			}
-		}
-		clear(l.waiting[len(kept):])
-		l.waiting = kept
-		l.wantsFastTick.Store(len(kept) > 0)
-	}
+	l.flushing.expire(now, (*side).flushExpired)
+	l.lingering.expire(now, (*side).lingerExpired)
 	return nil
+}
+
+// sessionList is an intrusive list of a loop's sessions.
+type sessionList struct {
+	head *session
+	n    int
+}
+
+func (sl *sessionList) add(s *session) {
+	s.next = sl.head
+	if sl.head != nil {
+		sl.head.prev = s
+	}
+	sl.head = s
+	sl.n++
+}
+
+func (sl *sessionList) remove(s *session) {
+	if s.prev != nil {
+		s.prev.next = s.next
+	} else if sl.head == s {
+		sl.head = s.next
+	} else {
+		return // not listed
+	}
+	if s.next != nil {
+		s.next.prev = s.prev
+	}
+	s.prev, s.next = nil, nil
+	sl.n--
 }

@@ -2,226 +2,177 @@ package eventloop
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
-	"io"
+	"net"
 	"os"
 	"time"
 
 	"github.com/gowebsockify/websockify/codec"
-	"github.com/gowebsockify/websockify/sniff"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/pool/goroutine"
 )
 
-// state is where a session is in its life.
-type state uint8
-
-const (
-	sniffing  state = iota // waiting for the first bytes
-	reading                // reading the HTTP request head
-	serving                // a web response is being prepared or streamed (web.go)
-	dialing                // 101 sent, target being dialed; what the client sends meanwhile is held
-	proxying               // both sides up
-	finishing              // flushing before close; reads ignored
-)
-
-// session is one client and (once dialed) its target. It is owned by the
-// loop goroutine of l; every method runs there.
+// session is one client and (once dialed) its target, on one loop. What the
+// connection means (sniffing, the request, the upgrade, frames, close codes,
+// log lines) is decided by its codec.Session, the same for every transport;
+// this type moves the bytes: it feeds the machine what the sockets deliver,
+// writes what the machine answers, and carries out its steps (a TLS
+// handshake, a web response, a dial, a close). Every method runs on the
+// loop's goroutine, so nothing here needs a lock.
+//
+// After anything happens to a session, sync brings its sockets in line with
+// its state: which side is read, which timer runs, whether it is over.
 type session struct {
 	l      *loop
-	client gnet.Conn
-	target gnet.Conn // nil until the dial completes
-	addr   string    // client address, for log lines
+	m      codec.Session
+	client side
+	target side
+	addr   string // client address, as logged
 
-	state       state
-	upgraded    bool // a 101 went out (--run-once counts these)
-	dialStarted bool // the fds reserved for the dial at admission are in use
-	handedOff   bool // a TLS client moved to its own goroutines (tls.go), which own the reservation
-	waiting     bool // on l.waiting
+	// fds is what this session holds of the descriptor budget: its client,
+	// plus until the dial is over the reserve for it (fdbudget.go).
+	fds int64
 
-	// Reading of each side can be paused (pause.go); a side marked for close
-	// is closed as soon as its output is flushed or its deadline passes.
-	clientPaused, targetPaused   bool
-	clientClosing, targetClosing bool
-	clientGone, targetGone       bool
-	closeBy                      int64 // unix nanos; flush deadline of a side marked for close
+	dialing   bool     // a dial is in flight; it reports back with dialDone
+	targetUp  bool     // the dialed target joined the loop
+	ended     bool     // the machine said Close: both sides are closing
+	finished  bool     // both sides are gone and the budget settled
+	handshake net.Conn // the TLS handshake's connection while it runs
+	clientCN  string   // subject CN of a verified client certificate
 
-	dec codec.Decoder
-	enc codec.Encoder
+	phase    codec.Phase // the machine's phase when its timer was set
+	deadline int64       // unix nanos: when that timer is due
 
-	headBy int64 // unix nanos; when the request head being read is due
-
-	// A web response being streamed (web.go).
+	// A web response being sent (web.go).
 	file         *os.File
 	fileLeft     int64
 	chunkPending bool // a chunk is being read off the loop; it owns file meanwhile
-	keepAlive    bool // read another request once the response is out
+	webPending   bool // the response is being built off the loop
+	keepAlive    bool
+
+	prev, next *session // in l.sessions
 }
 
-func newSession(l *loop, c gnet.Conn) *session {
-	s := &session{l: l, client: c, addr: hostOf(c.RemoteAddr())}
-	l.firstByte.add(time.Now().UnixNano(), s)
+func newSession(l *loop, c gnet.Conn, fds int64) *session {
+	s := &session{l: l, addr: hostOf(c.RemoteAddr()), fds: fds}
+	s.m = codec.NewSession(&l.srv.sessionCfg, s.addr)
+	s.client = side{sess: s, isClient: true}
+	s.target = side{sess: s}
+	s.client.attach(c)
+	s.deadline = l.firstByte.add(time.Now().UnixNano(), s)
+	l.sessions.add(s)
 	return s
 }
-
-// logf logs a line about this client, in the original's format.
-func (s *session) logf(format string, args ...any) { s.l.srv.cfg.Log.Connf(s.addr, format, args...) }
 
 func (s *session) debugf(format string, args ...any) {
 	s.l.srv.cfg.Log.ConnDebugf(s.addr, format, args...)
 }
 
-// ---- client side ----
+func (s *session) relaying() bool { return s.m.Phase() == codec.Relaying }
 
-func (s *session) clientReadable() gnet.Action {
-	c := s.client
-	switch s.state {
-	case sniffing:
-		buf, _ := c.Peek(-1)
-		switch sniff.Classify(buf) {
-		case sniff.NeedMore:
-			return gnet.None
-		case sniff.TLS:
-			return s.handOff(c, true)
-		case sniff.FlashPolicy:
-			s.logf("%s: Sending flash policy response", s.addr)
-			_, _ = c.Discard(-1)
-			s.writeClient([]byte(sniff.PolicyResponse))
-			s.finish()
-			return gnet.None
-		}
-		if s.l.srv.cfg.SSLOnly {
-			s.logf("%s: non-SSL connection received but disallowed", s.addr)
-			return gnet.Close
-		}
-		if s.l.srv.cfg.TargetTLS != nil {
-			return s.handOff(c, false)
-		}
-		s.startReading()
-		return s.readRequest()
-	case reading:
-		return s.readRequest()
-	case serving:
-		return s.holdInput("while a response was prepared") // a pipelined request
-	case dialing:
-		// Kept for the target; forwarded in targetOpened.
-		return s.holdInput("before the target connected")
-	case proxying:
-		s.forwardClient()
-		return gnet.None
+// ---- what the sockets deliver ----
+
+// readable handles what gnet read from one side.
+func (s *session) readable(sd *side) {
+	buf, _ := sd.c.Next(-1)
+	switch {
+	case sd.stage != open || sd.closeAsked || sd.gone:
+		// Closing: what the peer still sends is dropped.
+	case sd.isClient && s.m.Phase() == codec.Handshaking:
+		// Reading is off while the handshake's goroutine reads the socket;
+		// an event already queued for it is all that can land here.
+		s.debugf("%s: %d bytes during the TLS handshake dropped", s.addr, len(buf))
+	case sd.tls != nil:
+		s.readTLS(sd, buf)
+	case sd.isClient:
+		s.fromClient(buf)
+	default:
+		s.fromTarget(buf)
 	}
-	_, _ = c.Discard(-1) // finishing: whatever comes now is dropped
-	return gnet.None
+	s.sync()
 }
 
-// holdInput keeps what the client sends while the session cannot act on it
-// yet. A little is usual (a VNC client's first message, a pipelined request)
-// and is held without pausing, which would cost two epoll_ctl calls; past one
-// read chunk reading stops, and past maxPending the client is dropped.
-func (s *session) holdInput(when string) gnet.Action {
-	switch n := s.client.InboundBuffered(); {
-	case n > maxPending:
-		s.logf("%s: too much data %s", s.addr, when)
-		return gnet.Close
-	case n >= readChunk:
-		s.pauseClient()
+// fromClient gives the machine what the client sent (plaintext), after
+// whatever it could not use before.
+func (s *session) fromClient(p []byte) {
+	sd := &s.client
+	fromHeld := false
+	if len(sd.held) > 0 {
+		sd.held = append(sd.held, p...)
+		p, fromHeld = sd.held, true
 	}
-	return gnet.None
-}
-
-func (s *session) readRequest() gnet.Action {
-	c := s.client
-	buf, _ := c.Peek(-1)
-	req, n, err := codec.ParseRequest(buf, codec.MaxHeaderBytes)
-	if err != nil {
-		s.refuse(err)
-		return gnet.None
-	}
-	if n == 0 {
-		return gnet.None
-	}
-	_, _ = c.Discard(n)
-	if !req.IsWebSocket() && s.l.srv.web != nil {
-		s.serve(req)
-		return gnet.None
-	}
-	if !req.IsWebSocket() {
-		s.logf(`"%s %s %s" 405 -`, req.Method, req.Target, req.Proto)
-		s.refuse(&codec.HTTPError{Status: 405, Reason: "Method Not Allowed"})
-		return gnet.None
-	}
-	hs, err := codec.Upgrade(req, false)
-	if err != nil {
-		s.logf(`"%s %s %s" %d -`, req.Method, req.Target, req.Proto, statusOf(err))
-		s.refuse(err)
-		return gnet.None
-	}
-	s.writeClient(hs.Response)
-	s.l.srv.cfg.Log.upgraded(s.addr, req, hs, false)
-	s.dec = codec.NewDecoder(hs.Version, hs.Mode)
-	s.enc = codec.Encoder{Version: hs.Version, Mode: hs.Mode}
-	s.upgraded = true
-	s.l.srv.upgraded.Store(true)
-	s.state = dialing // client reads are paused only if it speaks before the target is up
-	s.startDial()
-	return gnet.None
-}
-
-// refuse answers an HTTP error and closes once it is flushed.
-func (s *session) refuse(err error) {
-	var he *codec.HTTPError
-	if !errors.As(err, &he) {
-		he = &codec.HTTPError{Status: 400, Reason: err.Error()}
-	}
-	s.logf("%s: code %d, message %s", s.addr, he.Status, he.Reason)
-	_, _ = s.client.Discard(-1)
-	s.writeClient(he.Response())
-	s.finish()
-}
-
-func statusOf(err error) int {
-	var he *codec.HTTPError
-	if errors.As(err, &he) {
-		return he.Status
-	}
-	return 400
-}
-
-// forwardClient decodes the client's frames and writes their payload to the
-// target.
-func (s *session) forwardClient() {
-	c := s.client
-	buf, _ := c.Peek(-1)
-	if len(buf) == 0 {
-		return
-	}
-	wasPaused := s.clientPaused
-	n, err := s.dec.Feed(buf, s)
-	s.flushTarget()
-	if n > 0 {
-		_, _ = c.Discard(n) // gnet discards everything for n <= 0
+	if len(p) > 0 {
 		s.traffic(trafficFromClient)
 	}
-	if err != nil {
-		var ce *codec.CloseError
-		if errors.As(err, &ce) {
-			s.closeWithFrame(ce.Code, ce.Reason, ce.Remote)
-		} else {
-			s.finish()
+	for len(p) > 0 {
+		n, step := s.m.FromClient(p, s)
+		s.flushTarget()
+		if step == codec.StartTLS {
+			s.startTLS(p) // every byte so far belongs to the handshake
+			p = nil
+			break
 		}
-		return
+		p = p[n:]
+		s.act(step)
+		if n == 0 || step != codec.Continue {
+			break
+		}
 	}
-	s.applyBackpressure()
-	if wasPaused && s.clientPaused && !s.clientGone {
-		s.setReading(c, false) // a spurious wake: gnet re-enabled reading (pause.go)
+	s.keep(p, fromHeld)
+}
+
+// keep holds the client bytes the machine did not consume until it can.
+func (s *session) keep(p []byte, fromHeld bool) {
+	sd := &s.client
+	switch {
+	case len(p) == 0 || sd.stage != open:
+		sd.held = nil // an idle session keeps no buffer
+	case fromHeld:
+		sd.held = sd.held[:copy(sd.held, p)]
+	default:
+		sd.held = append(sd.held[:0], p...)
 	}
 }
 
-// ToTarget implements codec.Output. A read often holds several frames, so
-// their payloads are gathered and written to the target with one writev by
-// flushTarget, which must run before the client's input is discarded: the
-// slices point into it. The few bytes the decoder hands out from its own
-// storage are copied, since they are valid only during the call.
+// fromTarget gives the machine what the target sent.
+func (s *session) fromTarget(p []byte) {
+	if len(p) == 0 || !s.relaying() {
+		return
+	}
+	s.traffic(trafficFromTarget)
+	s.m.FromTarget(p, s)
+}
+
+// deliver routes plaintext a TLS side decrypted.
+func (s *session) deliver(sd *side, p []byte) {
+	if sd.isClient {
+		s.fromClient(p)
+	} else {
+		s.fromTarget(p)
+	}
+}
+
+// act carries out a step of the machine (StartTLS is handled where the
+// bytes are: fromClient).
+func (s *session) act(step codec.Step) {
+	switch step {
+	case codec.ServeWeb:
+		s.serveWeb()
+	case codec.Dial:
+		s.startDial()
+	case codec.Close:
+		s.end()
+	}
+}
+
+// ---- codec.Peer: what the machine sends ----
+
+// ToTarget gathers payload for the target. A read often holds several
+// frames, so their payloads are written with one writev by flushTarget,
+// which must run before the client's input is reused: the slices point into
+// it. The few bytes the decoder hands out from its own storage are copied,
+// since they are valid only during the call.
 func (s *session) ToTarget(p []byte) {
 	l := s.l
 	if len(l.targetIov) == cap(l.targetIov) || len(l.smallBytes)+len(p) > cap(l.smallBytes) {
@@ -235,370 +186,312 @@ func (s *session) ToTarget(p []byte) {
 	l.targetIov = append(l.targetIov, p)
 }
 
-// ToClient implements codec.Output.
-func (s *session) ToClient(p []byte) { s.writeClient(p) }
-
-// closeWithFrame ends a proxied session from the client side: echo or send
-// the close frame, close the target, close the client once flushed.
-func (s *session) closeWithFrame(code uint16, reason string, remote bool) {
-	if remote {
-		s.logf("%s: Client closed connection (code %d)", s.addr, code)
-	} else {
-		s.logf("%s: Closing connection: %d %s", s.addr, code, reason)
+func (s *session) flushTarget() {
+	l := s.l
+	iov := l.targetIov
+	if len(iov) == 0 {
+		return
 	}
-	_, _ = s.client.Discard(-1)
-	s.writeClient(s.enc.Close(code, reason))
-	s.finish()
+	if s.target.tls != nil {
+		s.target.send(joinAll(l, iov), nil) // one record rather than one per frame
+	} else {
+		s.target.sendv(iov)
+	}
+	s.traffic(trafficToTarget)
+	clear(iov)
+	l.targetIov = iov[:0]
+	l.smallBytes = l.smallBytes[:0]
 }
 
-// ---- target side ----
+// joinAll copies bufs into one slice of the loop's.
+func joinAll(l *loop, bufs [][]byte) []byte {
+	if len(bufs) == 1 {
+		return bufs[0]
+	}
+	n := 0
+	for _, b := range bufs {
+		n += len(b)
+	}
+	if cap(l.joined) < n {
+		l.joined = make([]byte, 0, n)
+	}
+	out := l.joined[:0]
+	for _, b := range bufs {
+		out = append(out, b...)
+	}
+	return out
+}
 
+// ToClient writes to the client.
+func (s *session) ToClient(p []byte) {
+	s.client.send(p, nil)
+	s.traffic(trafficToClient)
+}
+
+// ToClientFrame writes a frame's header and payload to the client.
+func (s *session) ToClientFrame(head, body []byte) {
+	s.client.send(head, body)
+	s.traffic(trafficToClient)
+}
+
+// Scratch lends the loop's frame buffer.
+func (s *session) Scratch(n int) []byte { return s.l.scratchFor(n) }
+
+// Log writes one of the machine's lines about this client.
+func (s *session) Log(debug bool, msg string) {
+	if debug {
+		s.l.srv.cfg.Log.ConnDebugf(s.addr, "%s", msg)
+	} else {
+		s.l.srv.cfg.Log.Connf(s.addr, "%s", msg)
+	}
+}
+
+// ---- the target ----
+
+// enrolled is the context a dialed target joins the loop with.
+type enrolled struct {
+	s    *session
+	tls  *tls.Conn // set with --ssl-target: its handshake is done
+	wire *tlsWire
+}
+
+// startDial connects to the target off the loop; the connection joins this
+// loop with Enroll (targetOpened), and the dial reports back (dialDone).
 func (s *session) startDial() {
-	s.logf("connecting to: %s", s.l.srv.cfg.TargetAddr)
-	s.dialStarted = true
-	budget := s.l.srv.budget
+	s.dialing = true
+	srv := s.l.srv
 	// Dials run on gnet's worker pool (the one Enroll uses too), whose
 	// goroutines and grown stacks are reused: a fresh goroutine per dial
 	// cost about 5% of the set-up rate in stack growth alone.
-	err := goroutine.DefaultWorkerPool.Submit(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
-		defer cancel()
-		conn, err := s.l.srv.dialTarget(ctx)
-		if err == nil {
-			var ch <-chan gnet.RegisteredResult
-			ch, err = s.l.el.Enroll(gnet.NewContext(ctx, s), conn)
-			if err != nil {
-				_ = conn.Close()
-			} else {
-				// gnet closes the dialed socket (it keeps a dup) before it
-				// closes the channel, so drain the channel, not one value.
-				for res := range ch {
+	err := goroutine.DefaultWorkerPool.Submit(func() { srv.dialFor(s) })
+	if err != nil {
+		s.dialDone(err)
+	}
+}
+
+// dialFor dials the target of s and enrolls it on s's loop; it runs off the
+// loop and touches nothing of s but its loop.
+func (srv *server) dialFor(s *session) {
+	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+	defer cancel()
+	conn, err := srv.dialTarget(ctx)
+	e := &enrolled{s: s}
+	if err == nil && srv.cfg.TargetTLS != nil {
+		e.tls, e.wire, err = handshakeTarget(ctx, conn, srv.cfg)
+		if err != nil {
+			_ = conn.Close()
+		}
+	}
+	if err == nil {
+		var ch <-chan gnet.RegisteredResult
+		ch, err = s.l.el.Enroll(gnet.NewContext(ctx, e), conn)
+		if err != nil {
+			_ = conn.Close()
+		} else {
+			// gnet closes the dialed socket (it keeps a dup) before it
+			// closes the channel, so drain the channel, not one value.
+			for res := range ch {
+				if res.Err != nil {
 					err = res.Err
 				}
 			}
 		}
-		if err == nil {
-			budget.add(-1) // the dialed socket; the dup is the target's fd
-			return
-		}
-		budget.add(-fdsPerDial)
-		_ = s.l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			s.dialFailed(err)
-			return nil
-		}))
+	}
+	done := gnet.RunnableFunc(func(context.Context) error {
+		s.dialDone(err)
+		return nil
 	})
-	if err != nil {
-		budget.add(-fdsPerDial)
-		s.dialFailed(err)
-	}
-}
-
-func (s *session) dialFailed(err error) {
-	if s.clientGone || s.state != dialing {
-		return
-	}
-	s.logf("%s: Failed to connect to %s: %v", s.addr, s.l.srv.cfg.TargetAddr, err)
-	s.closeWithFrame(1011, "Failed to connect to downstream server", false)
+	_ = s.l.el.Execute(context.Background(), done)
 }
 
 // targetOpened runs when the dialed target joins the client's loop.
-func (s *session) targetOpened(c gnet.Conn) gnet.Action {
-	s.target = c
-	if s.clientGone || s.state != dialing {
-		return gnet.Close // OnClose releases the fd
+func (s *session) targetOpened(c gnet.Conn, e *enrolled) gnet.Action {
+	s.target.attach(c)
+	s.targetUp = true
+	reserve := s.l.srv.budget.dialReserve
+	s.l.srv.budget.add(-(reserve - 1)) // the target's own descriptor stays counted
+	s.fds -= reserve - 1
+	if e.tls != nil {
+		s.target.tls, s.target.wire = e.tls, e.wire
+		e.wire.sd = &s.target
 	}
-	s.state = proxying
-	if s.l.srv.cfg.Heartbeat > 0 && s.enc.Version == codec.HyBi {
-		s.l.heartbeat.add(time.Now().UnixNano(), s)
+	if s.m.Dialed() == codec.Close || s.ended {
+		s.target.closeAsked = true
+		return gnet.Close // OnClose settles the descriptor
 	}
-	if s.clientPaused {
-		s.resumeClient()
+	if s.target.tls != nil {
+		s.readTLS(&s.target, nil) // what came with the handshake's last flight
 	}
-	if s.client.InboundBuffered() > 0 {
-		s.forwardClient()
-	}
+	s.fromClient(nil) // what the client sent while the target was dialed
+	s.sync()
 	return gnet.None
 }
 
-// targetReadable frames what the target sent and writes it to the client.
-func (s *session) targetReadable() gnet.Action {
-	c := s.target
-	if s.state != proxying || s.clientClosing {
-		_, _ = c.Discard(-1)
-		return gnet.None
+// dialDone runs when a dial is over, after targetOpened if it succeeded.
+func (s *session) dialDone(err error) {
+	s.dialing = false
+	if !s.targetUp {
+		// Nothing joined the loop: the reserve is unused. (gnet reports a
+		// connection it could not register as enrolled without opening it;
+		// it closed the descriptor itself.)
+		reserve := s.l.srv.budget.dialReserve
+		s.l.srv.budget.add(-reserve)
+		s.fds -= reserve
+		if err == nil {
+			err = errors.New("the event loop did not take the connection")
+		}
+		s.act(s.m.DialFailed(err, s))
 	}
-	wasPaused := s.targetPaused
-	buf, _ := c.Next(-1)
-	s.traffic(trafficFromTarget)
-	head, body := s.enc.Encode(buf, s.l.scratchFor(s.enc.MaxFrameLen(len(buf))))
-	if body == nil {
-		s.writeClient(head)
-	} else {
-		s.writevClient(head, body)
-	}
-	s.traffic(trafficToClient)
-	s.applyBackpressure()
-	if wasPaused && s.targetPaused && !s.targetGone {
-		s.setReading(c, false) // a spurious wake: gnet re-enabled reading (pause.go)
-	}
-	return gnet.None
+	s.sync()
 }
 
-func (s *session) targetClosed(err error) {
-	s.targetGone = true
-	s.l.srv.budget.add(-1)
-	if s.clientGone || s.state != proxying {
-		return
-	}
-	if err != nil && !errors.Is(err, io.EOF) {
-		s.logf("%s: Target connection error: %v", s.addr, err)
-	}
-	if s.l.srv.stopping.Load() {
-		// The engine is closing every connection; say why while the client's
-		// connection can still carry it.
-		s.closeWithFrame(1001, "Server shutting down", false)
-		return
-	}
-	s.logf("%s: Target closed connection", s.addr)
-	s.closeWithFrame(1000, "Target closed", false)
-}
+// ---- the end ----
 
-func (s *session) clientClosed(err error) {
-	s.clientGone = true
-	if s.handedOff {
-		return // the TLS session releases the fds and the count when it ends
+// end closes both sides without losing what is queued for them (side.go).
+func (s *session) end() {
+	if s.ended {
+		return
 	}
-	if s.dialStarted {
-		s.l.srv.budget.add(-1)
-	} else {
-		s.l.srv.budget.add(-1 - fdsPerDial) // the dial reserved at admission never ran
+	s.ended = true
+	if s.handshake != nil {
+		_ = s.handshake.Close() // its goroutine reports back and finds the session ended
 	}
-	if s.state == proxying && !s.clientClosing {
-		s.logf("%s: Client disconnected", s.addr)
-	}
-	s.state = finishing
 	s.closeFile()
-	if s.target != nil && !s.targetGone {
-		s.closeTargetWhenFlushed()
-	}
-	s.l.srv.sessionEnded(s.upgraded)
+	s.client.startClosing()
+	s.target.startClosing()
 }
 
-// ---- closing ----
+// sideClosed runs from OnClose: the side's descriptor is about to be closed.
+func (s *session) sideClosed(sd *side, err error) {
+	if sd.gone {
+		return
+	}
+	if sd.err != nil {
+		err = sd.err
+	}
+	sd.closed()
+	s.l.srv.budget.add(-1)
+	s.fds--
+	if !s.ended {
+		if sd.isClient {
+			s.act(s.m.ClientGone(s))
+		} else {
+			s.act(s.m.TargetClosed(err, s))
+		}
+	}
+	s.sync()
+}
 
-// finish ends the session: each side is closed once its output is flushed.
+// sideReady runs when the drain poller saw sd writable or hung up.
+func (s *session) sideReady(sd *side, events uint32) {
+	if sd.gone {
+		return
+	}
+	if events&hangupEvents != 0 && sd.isClient && sd.stage == open && !sd.reading && !s.ended {
+		// The client went away while it was not being read (its target is
+		// backed up): gnet would not notice until it read.
+		s.act(s.m.ClientGone(s))
+	}
+	sd.blocked = false
+	sd.flush()
+	if sd.stage == flushing && sd.out.len() == 0 {
+		sd.shutWrite()
+	}
+	if sd.isClient {
+		s.pumpFile()
+	}
+	s.sync()
+}
+
+// shutdown tells the session the proxy is stopping.
+func (s *session) shutdown() {
+	if !s.ended {
+		s.act(s.m.Shutdown(s))
+	}
+	s.sync()
+}
+
+// sync brings the sockets in line with the session's state: the timer of
+// its phase, which side is read, and whether it is over.
+func (s *session) sync() {
+	if s.finished {
+		return
+	}
+	if p := s.m.Phase(); p != s.phase {
+		s.phase = p
+		now := time.Now().UnixNano()
+		s.deadline = 0
+		switch p {
+		case codec.Sniffing: // again, inside TLS
+			s.deadline = s.l.firstByte.add(now, s)
+		case codec.ReadingHead:
+			s.deadline = s.l.requestHead.add(now, s)
+		case codec.Dialing:
+			s.l.srv.upgraded.Store(true) // --run-once takes no other client
+		case codec.Relaying:
+			if s.l.srv.cfg.Heartbeat > 0 && s.m.Version() == codec.HyBi {
+				s.deadline = s.l.heartbeat.add(now, s)
+			}
+		}
+	}
+
+	c, t := &s.client, &s.target
+	targetQueued := t.c != nil && !t.gone && t.out.len() > 0
+	if !c.gone {
+		switch c.stage {
+		case open:
+			c.setReading(s.m.Phase() != codec.Handshaking && !targetQueued &&
+				len(c.held) < holdLimit && c.out.len() < replyLimit)
+			c.loop().watch(c, c.watchEvents())
+		case flushing:
+			c.setReading(false)
+		case lingering:
+			c.setReading(true)
+		}
+	}
+	if t.c != nil && !t.gone {
+		t.setReading(t.stage == lingering || t.stage == open && c.out.len() == 0)
+	}
+
+	if s.ended && c.gone && (t.c == nil || t.gone) && !s.dialing && s.handshake == nil {
+		s.finish()
+	}
+}
+
+// finish settles the budget once both sides are gone.
 func (s *session) finish() {
-	s.state = finishing
-	s.closeClientWhenFlushed()
-	s.closeTargetWhenFlushed()
-}
-
-// closeClientWhenFlushed closes the client at once if nothing waits to be
-// written to it (gnet's close makes a single attempt to flush and drops the
-// rest); otherwise it stops reading it and leaves the close to poll.
-func (s *session) closeClientWhenFlushed() {
-	if s.clientGone || s.clientClosing {
-		return
-	}
-	s.clientClosing = true
-	if s.client.OutboundBuffered() == 0 {
-		_ = s.client.Close()
-		return
-	}
-	s.pauseClient()
-	s.waitForFlush()
-}
-
-func (s *session) closeTargetWhenFlushed() {
-	if s.target == nil || s.targetGone || s.targetClosing {
-		return
-	}
-	s.targetClosing = true
-	if s.target.OutboundBuffered() == 0 {
-		_ = s.target.Close()
-		return
-	}
-	s.pauseTarget()
-	s.waitForFlush()
-}
-
-func (s *session) waitForFlush() {
-	if s.closeBy == 0 {
-		s.closeBy = time.Now().Add(drainTimeout).UnixNano()
-	}
-	s.l.wait(s)
-}
-
-// poll runs on the fast tick for a waiting session: close what is flushed,
-// resume what has drained. It reports whether the session still waits.
-func (s *session) poll(now int64) bool {
-	more := false
-	if s.clientClosing && !s.clientGone {
-		if s.client.OutboundBuffered() == 0 || now >= s.closeBy {
-			_ = s.client.Close()
-		} else {
-			more = true
-		}
-	}
-	if s.targetClosing && !s.targetGone && s.target != nil {
-		if s.target.OutboundBuffered() == 0 || now >= s.closeBy {
-			_ = s.target.Close()
-		} else {
-			more = true
-		}
-	}
-	if s.state == proxying {
-		s.applyBackpressure()
-		more = more || s.clientPaused || s.targetPaused
-	}
-	if s.state == serving && s.file != nil && !s.chunkPending && !s.clientGone {
-		if s.client.OutboundBuffered() >= fileLowWater {
-			more = true
-		} else {
-			s.pumpFile()
-		}
-	}
-	return more
+	s.finished = true
+	s.l.sessions.remove(s)
+	s.l.srv.budget.add(-s.fds) // the dial reserve, if no dial used it
+	s.fds = 0
+	s.l.srv.sessionEnded(s.m.Upgraded())
 }
 
 // ---- timers ----
 
-func (s *session) firstByteExpired() {
-	if s.state == sniffing && !s.clientGone {
-		s.debugf("%s: no data within %v, closing", s.addr, firstByteTimeout)
-		_ = s.client.Close()
-	}
-}
-
-func (s *session) requestHeadExpired() {
-	if s.state == reading && !s.clientGone && time.Now().UnixNano() >= s.headBy {
-		if s.keepAlive && s.client.InboundBuffered() == 0 {
-			s.debugf("%s: idle keep-alive connection closed after %v", s.addr, requestHeadTimeout)
-			_ = s.client.Close()
-			return
-		}
-		s.logf("%s: request head not complete within %v, closing", s.addr, requestHeadTimeout)
-		_ = s.client.Close()
-	}
-}
-
-func (s *session) heartbeatDue() {
-	if s.state != proxying || s.clientClosing || s.clientGone {
+func (s *session) firstByteExpired(at int64) {
+	if s.deadline != at || s.finished {
 		return
 	}
-	s.debugf("%s: Sending ping", s.addr)
-	s.writeClient(s.enc.Ping(nil))
-	s.l.heartbeat.add(time.Now().UnixNano(), s)
+	s.act(s.m.FirstByteExpired(s))
+	s.sync()
 }
 
-// ---- writes and backpressure ----
-
-// writeClient writes to the client and keeps a paused client paused: gnet
-// turns reading back on when a write has to buffer (pause.go).
-func (s *session) writeClient(p []byte) {
-	if s.clientGone {
+func (s *session) requestHeadExpired(at int64) {
+	if s.deadline != at || s.finished {
 		return
 	}
-	before := s.client.OutboundBuffered()
-	_, _ = s.client.Write(p)
-	if (s.clientPaused || s.clientClosing) && before == 0 && s.client.OutboundBuffered() > 0 {
-		s.setReading(s.client, false)
-	}
+	s.act(s.m.RequestHeadExpired(len(s.client.held) > 0, s))
+	s.sync()
 }
 
-func (s *session) writevClient(head, body []byte) {
-	if s.clientGone {
+func (s *session) heartbeatDue(at int64) {
+	if s.deadline != at || s.finished || !s.relaying() {
 		return
 	}
-	before := s.client.OutboundBuffered()
-	iov := &s.l.iov
-	iov[0], iov[1] = head, body
-	_, _ = s.client.Writev(iov[:])
-	iov[0], iov[1] = nil, nil
-	if (s.clientPaused || s.clientClosing) && before == 0 && s.client.OutboundBuffered() > 0 {
-		s.setReading(s.client, false)
-	}
-}
-
-func (s *session) flushTarget() {
-	iov := s.l.targetIov
-	if len(iov) == 0 {
-		return
-	}
-	if s.target != nil && !s.targetGone {
-		before := s.target.OutboundBuffered()
-		if len(iov) == 1 {
-			_, _ = s.target.Write(iov[0])
-		} else {
-			_, _ = s.target.Writev(iov)
-		}
-		s.traffic(trafficToTarget)
-		if (s.targetPaused || s.targetClosing) && before == 0 && s.target.OutboundBuffered() > 0 {
-			s.setReading(s.target, false)
-		}
-	}
-	clear(iov)
-	s.l.targetIov = iov[:0]
-	s.l.smallBytes = s.l.smallBytes[:0]
-}
-
-// applyBackpressure pauses reading a side whose peer is backed up, and
-// resumes it once the peer has drained below resumeBelow.
-func (s *session) applyBackpressure() {
-	if s.state != proxying || s.target == nil || s.targetGone || s.clientGone {
-		return
-	}
-	toClient, toTarget := s.client.OutboundBuffered(), s.target.OutboundBuffered()
-	if toClient > hardOutboundCap || toTarget > hardOutboundCap {
-		s.logf("%s: peer backlog over %d bytes, closing", s.addr, hardOutboundCap)
-		s.closeWithFrame(1011, "Backlog too large", false)
-		return
-	}
-	if toClient > pauseAbove && !s.targetPaused {
-		s.pauseTarget()
-	} else if toClient <= resumeBelow && s.targetPaused {
-		s.targetPaused = false
-		s.setReading(s.target, true)
-	}
-	if toTarget > pauseAbove && !s.clientPaused {
-		s.pauseClient()
-	} else if toTarget <= resumeBelow && s.clientPaused {
-		s.resumeClient()
-	}
-}
-
-func (s *session) pauseClient() {
-	if s.clientGone {
-		return
-	}
-	s.clientPaused = true
-	s.setReading(s.client, false)
-	if s.state == proxying {
-		s.l.wait(s)
-	}
-}
-
-func (s *session) resumeClient() {
-	if s.clientGone || s.clientClosing {
-		return
-	}
-	s.clientPaused = false
-	s.setReading(s.client, true)
-}
-
-func (s *session) pauseTarget() {
-	if s.target == nil || s.targetGone {
-		return
-	}
-	s.targetPaused = true
-	s.setReading(s.target, false)
-	s.l.wait(s)
-}
-
-func (s *session) setReading(c gnet.Conn, on bool) {
-	if err := setReading(s.l.epfd, c, on); err != nil {
-		s.debugf("%s: epoll_ctl: %v", s.addr, err)
-	}
+	s.m.Heartbeat(s)
+	s.deadline = s.l.heartbeat.add(time.Now().UnixNano(), s)
+	s.sync()
 }
 
 // ---- traffic symbols (--traffic) ----

@@ -4,38 +4,43 @@ import "time"
 
 // deadlineQueue is the timer wheel of one event loop for one fixed duration.
 //
-// Every per-session timer here has a fixed length (the first-byte wait, the
-// request-head wait, the heartbeat period), so timers started later always
-// fire later: a FIFO queue per duration is already sorted, and insertion and
-// expiry are O(1) without the buckets of a general wheel. Cancelling is lazy:
-// an entry whose session has moved on is skipped when it comes due.
+// Every timer here has a fixed length (the first-byte wait, the request-head
+// wait, the heartbeat period, the flush and linger bounds of a close), so
+// timers started later always fire later: a FIFO queue per duration is
+// already sorted, and insertion and expiry are O(1) without the buckets of a
+// general wheel. Cancelling is lazy: whoever fires checks that the entry
+// still applies.
 //
 // A queue is owned by one loop goroutine; no locks.
-type deadlineQueue struct {
+type deadlineQueue[T any] struct {
 	d     time.Duration
-	items []deadline
+	items []deadline[T]
 	head  int
 }
 
-type deadline struct {
+type deadline[T any] struct {
 	at int64 // unix nanoseconds
-	s  *session
+	v  T
 }
 
-func (q *deadlineQueue) add(now int64, s *session) {
+// add starts a timer for v at now and returns when it is due.
+func (q *deadlineQueue[T]) add(now int64, v T) int64 {
 	if q.head > 0 && q.head == len(q.items) {
 		q.items, q.head = q.items[:0], 0
 	}
-	q.items = append(q.items, deadline{at: now + int64(q.d), s: s})
+	at := now + int64(q.d)
+	q.items = append(q.items, deadline[T]{at: at, v: v})
+	return at
 }
 
 // expire calls fire for every entry due at now, oldest first.
-func (q *deadlineQueue) expire(now int64, fire func(*session)) {
+func (q *deadlineQueue[T]) expire(now int64, fire func(T, int64)) {
+	var zero T
 	for q.head < len(q.items) && q.items[q.head].at <= now {
-		s := q.items[q.head].s
-		q.items[q.head].s = nil // let the session be collected
+		d := q.items[q.head]
+		q.items[q.head].v = zero // let it be collected
 		q.head++
-		fire(s)
+		fire(d.v, d.at)
 	}
 	// Compact once the dead prefix dominates, so the slice does not grow
 	// for ever under a steady stream of timers.

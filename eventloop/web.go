@@ -2,6 +2,7 @@ package eventloop
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"sync"
 	"time"
@@ -16,90 +17,84 @@ import (
 //
 // The filesystem work of a request (stat, open, read) may block, so it runs
 // on gnet's worker pool, never on the loop; the answer comes back to the
-// loop with Execute. Meanwhile the session is in the serving state and
-// parses nothing more. A file larger than webserver.InlineMax is streamed in
+// loop with Execute. A file larger than webserver.InlineMax is sent in
 // fileChunk pieces, each read off the loop and written on it, the next one
-// only once the client's outbound buffer is below fileLowWater, so a
-// download costs at most about fileChunk+fileLowWater bytes of memory
-// whatever the file's size. A file is open only while its session serves
-// it, and a web session never dials, so the fds reserved for a dial at
-// admission cover it.
+// only once the client has taken the previous one, so a download holds at
+// most one chunk whatever the file's size. A file is open only while its
+// session serves it, and a web session never dials, so the descriptors
+// reserved for a dial at admission cover it.
 //
-// After the response the session reads the next request head (keep-alive),
-// which may well be a WebSocket upgrade, or closes once flushed.
+// After the response the machine reads the next request head (keep-alive),
+// which may well be a WebSocket upgrade, or the session closes.
 
-const (
-	fileChunk    = 256 << 10
-	fileLowWater = 256 << 10
-)
+const fileChunk = 64 << 10
 
 var chunkPool = sync.Pool{New: func() any { b := make([]byte, fileChunk); return &b }}
 
-// serve answers a request that is not an upgrade, off the loop.
-func (s *session) serve(req *codec.Request) {
-	s.state = serving
+// serveWeb builds the response to the machine's web request off the loop.
+func (s *session) serveWeb() {
+	req := s.m.WebRequest()
 	web := s.l.srv.web
+	el := s.l.el
+	s.webPending = true
 	err := goroutine.DefaultWorkerPool.Submit(func() {
 		resp := web.Serve(req, time.Now())
-		err := s.l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
-			s.responseReady(req, resp)
+		ready := gnet.RunnableFunc(func(context.Context) error {
+			s.responseReady(resp)
 			return nil
-		}))
-		if err != nil && resp.File != nil {
+		})
+		if el.Execute(context.Background(), ready) != nil && resp.File != nil {
 			_ = resp.File.Close()
 		}
 	})
 	if err != nil {
-		s.refuse(&codec.HTTPError{Status: 503, Reason: "Service Unavailable"})
+		s.webPending = false
+		s.act(s.m.WebFailed(err, s))
 	}
 }
 
 // responseReady runs on the loop when a response has been built.
-func (s *session) responseReady(req *codec.Request, resp *webserver.Response) {
-	if s.clientGone || s.state != serving {
+func (s *session) responseReady(resp *webserver.Response) {
+	s.webPending = false
+	if s.ended {
 		if resp.File != nil {
 			_ = resp.File.Close()
 		}
+		s.sync()
 		return
 	}
-	s.logf(`"%s %s %s" %d -`, req.Method, req.Target, req.Proto, resp.Status)
-	if resp.Body != nil {
-		s.writevClient(resp.Head, resp.Body)
-	} else {
-		s.writeClient(resp.Head)
-	}
+	s.m.WebStatus(resp.Status, s)
+	s.client.send(resp.Head, resp.Body)
 	s.keepAlive = resp.KeepAlive
 	if resp.File != nil {
 		s.file, s.fileLeft = resp.File, resp.FileSize
 		s.pumpFile()
-		return
+	} else {
+		s.webDone()
 	}
-	s.responseSent()
+	s.sync()
 }
 
 // pumpFile reads the next chunk of the file being served, off the loop,
-// when the client has taken most of the previous ones; otherwise it waits
-// for the tick (poll) to try again.
+// once the client has taken the previous ones; otherwise the drain poller
+// calls it again (session.sideReady).
 func (s *session) pumpFile() {
-	if s.chunkPending || s.file == nil {
-		return
-	}
-	if s.client.OutboundBuffered() >= fileLowWater {
-		s.l.wait(s)
+	if s.chunkPending || s.file == nil || s.ended || s.client.out.len() > 0 {
 		return
 	}
 	s.chunkPending = true
 	f, n := s.file, min(s.fileLeft, fileChunk)
+	el := s.l.el
 	err := goroutine.DefaultWorkerPool.Submit(func() {
 		bp := chunkPool.Get().(*[]byte)
 		buf := (*bp)[:n]
 		_, err := io.ReadFull(f, buf)
-		eerr := s.l.el.Execute(context.Background(), gnet.RunnableFunc(func(context.Context) error {
+		read := gnet.RunnableFunc(func(context.Context) error {
 			s.chunkRead(buf, err)
 			chunkPool.Put(bp)
 			return nil
-		}))
-		if eerr != nil {
+		})
+		if el.Execute(context.Background(), read) != nil {
 			_ = f.Close()
 			chunkPool.Put(bp)
 		}
@@ -113,30 +108,30 @@ func (s *session) pumpFile() {
 // chunkRead runs on the loop with the next piece of the file.
 func (s *session) chunkRead(buf []byte, err error) {
 	s.chunkPending = false
-	if s.clientGone || s.state != serving {
+	switch {
+	case s.ended:
 		s.closeFile()
-		return
-	}
-	if err != nil {
+	case err != nil:
 		s.fileFailed(err)
-		return
+	default:
+		s.client.send(buf, nil) // copied where the kernel does not take it
+		s.fileLeft -= int64(len(buf))
+		if s.fileLeft > 0 {
+			s.pumpFile()
+		} else {
+			s.closeFile()
+			s.webDone()
+		}
 	}
-	s.writeClient(buf) // gnet copies what it cannot write at once
-	s.fileLeft -= int64(len(buf))
-	if s.fileLeft > 0 {
-		s.pumpFile()
-		return
-	}
-	s.closeFile()
-	s.responseSent()
+	s.sync()
 }
 
 // fileFailed ends a download cut short (the file shrank, say): the
 // Content-Length already sent cannot be honoured, so the connection closes.
 func (s *session) fileFailed(err error) {
-	s.logf("%s: reading %s: %v", s.addr, s.file.Name(), err)
+	name := s.file.Name()
 	s.closeFile()
-	s.finish()
+	s.act(s.m.WebFailed(fmt.Errorf("reading %s: %v", name, err), s))
 }
 
 func (s *session) closeFile() {
@@ -146,26 +141,12 @@ func (s *session) closeFile() {
 	}
 }
 
-// responseSent goes back to reading requests, or closes.
-func (s *session) responseSent() {
-	if !s.keepAlive {
-		s.finish()
-		return
+// webDone tells the machine the response is out: it reads the next
+// request (perhaps already held) or closes.
+func (s *session) webDone() {
+	step := s.m.WebDone(s.keepAlive)
+	s.act(step)
+	if step == codec.Continue {
+		s.fromClient(nil) // a pipelined request
 	}
-	s.startReading()
-	if s.clientPaused {
-		s.resumeClient()
-	}
-	if s.client.InboundBuffered() > 0 {
-		s.readRequest() // a pipelined request
-	}
-}
-
-// startReading enters the reading state with a fresh request-head deadline,
-// which also bounds how long an idle keep-alive connection stays open.
-func (s *session) startReading() {
-	s.state = reading
-	now := time.Now().UnixNano()
-	s.headBy = now + int64(requestHeadTimeout)
-	s.l.requestHead.add(now, s)
 }

@@ -7,14 +7,13 @@ import (
 	"os"
 	"strconv"
 
-	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 )
 
 // Read pausing.
 //
 // gnet v2.9.7 has no call to stop reading a connection, and bytes that
-// OnTraffic leaves unconsumed are kept without limit, so backpressure is built
+// OnTraffic leaves unconsumed are kept without limit, so pausing is built
 // here: a paused connection's registration on its loop's epoll descriptor is
 // changed (EPOLL_CTL_MOD) to drop EPOLLIN. Why this is safe:
 //
@@ -25,35 +24,21 @@ import (
 //     and looks the connection up by it, so a MOD that keeps data == fd keeps
 //     gnet's bookkeeping intact. (The poll_opt build tag stores a pointer
 //     instead; discoverEpoll refuses to work when fdinfo shows data != fd.)
-//   - Every MOD is made on the loop goroutine (inside gnet callbacks or
-//     Execute tasks), so it never races gnet's own MODs.
-//   - EPOLLOUT stays set while outbound bytes are pending, because gnet only
-//     writes buffered bytes on EPOLLOUT; dropping it would stall the peer.
-//   - gnet re-enables EPOLLIN in two places: when a Write has to buffer
-//     (we re-pause right after our own writes, see session.write) and when an
-//     outbound buffer drains (we cannot intercept it; the next OnTraffic on a
-//     paused connection is treated as a spurious wake and paused again).
-//     Each costs at most one read chunk; hardOutboundCap bounds the sum.
-//   - A paused connection is never MODed after its OnClose: fds are reused.
-//
-// Measurements behind these choices: ../shared/notes-gnet-findings.md.
+//   - gnet changes a registration itself only when its outbound buffer fills
+//     or drains, and we never write through it (outq.go): after a
+//     connection is opened, its registration is ours alone. EPOLLOUT is never
+//     set here; writability is watched by the drain poller (drain.go).
+//   - Every MOD is made on the loop goroutine, and never after the
+//     connection's OnClose: descriptor numbers are reused.
 
-// pollMask returns the epoll interest for a connection.
-func pollMask(c gnet.Conn, reading bool) uint32 {
+// setReading turns reading of the connection fd on or off on the epoll
+// descriptor epfd.
+func setReading(epfd, fd int, reading bool) error {
 	var m uint32
 	if reading {
 		m = unix.EPOLLIN | unix.EPOLLPRI
 	}
-	if c.OutboundBuffered() > 0 {
-		m |= unix.EPOLLOUT
-	}
-	return m
-}
-
-// setReading turns reading of c on or off on the epoll descriptor epfd.
-func setReading(epfd int, c gnet.Conn, reading bool) error {
-	fd := c.Fd()
-	ev := unix.EpollEvent{Events: pollMask(c, reading), Fd: int32(fd)}
+	ev := unix.EpollEvent{Events: m, Fd: int32(fd)}
 	return unix.EpollCtl(epfd, unix.EPOLL_CTL_MOD, fd, &ev)
 }
 

@@ -1,0 +1,438 @@
+package codec
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/gowebsockify/websockify/sniff"
+)
+
+// Session is the life of one client connection, from its first byte to its
+// last frame, as a state machine: the owner of the sockets feeds it what the
+// client and the target send and what happened to them (a dial finished, a
+// timer fired, the TLS handshake ended), and it answers through a Peer (bytes
+// for either side, log lines) and with a Step, what the owner must do next.
+// It never touches a socket, never blocks and, once relaying, never
+// allocates, so the event loop, a table test and a fuzzer drive it alike.
+//
+// Every transport (ws://, wss://, --ssl-target, unix sockets) goes through
+// the same Session: TLS is the owner's business, below it. That is what
+// keeps each of a connection's steps, and each of its log lines, in one
+// place.
+//
+// The phases, in order (Phase reports the current one):
+//
+//	Sniffing ─► Handshaking ─► Sniffing ─► ReadingHead ─► ServingWeb ─► ReadingHead ...
+//	   (TLS only)                               │
+//	                                            └─► Dialing ─► Relaying ─► Closed
+//
+// Any phase can end in Closed. A Session is not safe for concurrent use.
+type Session struct {
+	cfg      *SessionConfig
+	addr     string // client address, the prefix of its log lines
+	phase    Phase
+	tls      bool // the client's bytes come through TLS
+	upgraded bool
+	keepIdle bool // the request being read follows a kept-alive response
+
+	req *Request
+	dec Decoder
+	enc Encoder
+}
+
+// SessionConfig is what every Session of a proxy shares.
+type SessionConfig struct {
+	// TLSAvailable says a certificate is loaded, so TLS clients can be
+	// served; without one they are closed with a log line naming CertFile.
+	TLSAvailable bool
+	CertFile     string
+	SSLOnly      bool // refuse clients that do not start with TLS
+	Web          bool // a web server answers requests that are not upgrades
+	Target       string
+	FirstByte    time.Duration // only for log lines; the owner keeps the time
+	RequestHead  time.Duration
+}
+
+// Phase is where a Session is in its life.
+type Phase uint8
+
+const (
+	Sniffing    Phase = iota // waiting for the first bytes
+	Handshaking              // the owner runs the TLS handshake
+	ReadingHead              // reading an HTTP request head
+	ServingWeb               // the owner answers a web request
+	Dialing                  // the 101 went out; the owner connects to the target
+	Relaying                 // both sides up
+	Closed                   // over; whatever else comes is dropped
+)
+
+func (p Phase) String() string {
+	return [...]string{"sniffing", "handshaking", "reading head", "serving web", "dialing", "relaying", "closed"}[p]
+}
+
+// Step is what the owner must do after a call.
+type Step uint8
+
+const (
+	// Continue: nothing but to keep feeding bytes as they come. Bytes a
+	// FromClient call did not consume are offered again, with more after.
+	Continue Step = iota
+	// StartTLS: the client speaks TLS. Run the handshake with every byte
+	// offered so far, then call TLSReady or TLSFailed and feed the
+	// plaintext.
+	StartTLS
+	// ServeWeb: answer WebRequest, call WebStatus once the status is
+	// known and WebDone once the response is out.
+	ServeWeb
+	// Dial: connect to the target, then call Dialed or DialFailed.
+	Dial
+	// Close: the session is over. Send what is queued for each side,
+	// then close both without losing it.
+	Close
+)
+
+func (s Step) String() string {
+	return [...]string{"continue", "start TLS", "serve web", "dial", "close"}[s]
+}
+
+// Peer is the owner of a Session's sockets: everything the Session sends or
+// logs goes through it. Slices are valid only during the call.
+type Peer interface {
+	Output // ToTarget: payload for the target; ToClient: bytes for the client
+	// ToClientFrame sends a frame whose payload is apart from its header:
+	// a binary frame carries the target's bytes without a copy.
+	ToClientFrame(head, body []byte)
+	// Scratch lends n bytes to build one frame in, until the next call.
+	Scratch(n int) []byte
+	// Log writes a line about this client; debug lines only with -v.
+	Log(debug bool, msg string)
+}
+
+// NewSession starts the session of a client whose address (as logged) is addr.
+func NewSession(cfg *SessionConfig, addr string) Session {
+	return Session{cfg: cfg, addr: addr}
+}
+
+// Phase reports where the session is.
+func (s *Session) Phase() Phase { return s.phase }
+
+// Upgraded reports whether a 101 went out (--run-once counts these).
+func (s *Session) Upgraded() bool { return s.upgraded }
+
+// Version is the protocol the upgrade negotiated.
+func (s *Session) Version() Version { return s.enc.Version }
+
+// WebRequest is the request to answer after ServeWeb.
+func (s *Session) WebRequest() *Request { return s.req }
+
+// KeptAlive reports whether the request head being read follows a response
+// on the same connection (an idle keep-alive connection is closed quietly).
+func (s *Session) KeptAlive() bool { return s.keepIdle }
+
+func (s *Session) logf(out Peer, format string, args ...any) {
+	out.Log(false, fmt.Sprintf(format, args...))
+}
+
+func (s *Session) debugf(out Peer, format string, args ...any) {
+	out.Log(true, fmt.Sprintf(format, args...))
+}
+
+// FromClient consumes a prefix of what the client sent (plaintext, for a TLS
+// client) and reports how much, and what to do next. Bytes not consumed are
+// offered again with more appended; in may be modified (frames are unmasked
+// in place).
+func (s *Session) FromClient(in []byte, out Peer) (n int, step Step) {
+	switch s.phase {
+	case Sniffing:
+		switch sniff.Classify(in) {
+		case sniff.NeedMore:
+			return 0, Continue
+		case sniff.FlashPolicy:
+			s.logf(out, "%s: Sending flash policy response", s.addr)
+			out.ToClient([]byte(sniff.PolicyResponse))
+			return len(in), s.close()
+		case sniff.TLS:
+			if !s.tls { // inside TLS a 0x16 is just a bad request
+				return 0, s.startTLS(out)
+			}
+		}
+		if s.cfg.SSLOnly && !s.tls {
+			s.logf(out, "%s: non-SSL connection received but disallowed", s.addr)
+			return len(in), s.close()
+		}
+		s.phase = ReadingHead
+		return s.readRequest(in, out)
+	case ReadingHead:
+		return s.readRequest(in, out)
+	case Relaying:
+		n, err := s.dec.Feed(in, out)
+		if err != nil {
+			var ce *CloseError
+			if errors.As(err, &ce) {
+				return len(in), s.closeWithFrame(out, ce.Code, ce.Reason, ce.Remote)
+			}
+			return len(in), s.close()
+		}
+		return n, Continue
+	case Closed:
+		return len(in), Continue
+	}
+	// Handshaking, Web, Dialing: the owner holds the bytes until the
+	// phase moves on.
+	return 0, Continue
+}
+
+func (s *Session) startTLS(out Peer) Step {
+	if !s.cfg.TLSAvailable {
+		s.logf(out, "%s: SSL connection but '%s' not found", s.addr, s.cfg.CertFile)
+		return s.close()
+	}
+	s.phase = Handshaking
+	return StartTLS
+}
+
+// TLSReady is called once the owner's TLS handshake succeeded: what comes
+// next is the decrypted stream, sniffed again (wss://, https://).
+func (s *Session) TLSReady() {
+	if s.phase == Handshaking {
+		s.tls = true
+		s.phase = Sniffing
+	}
+}
+
+// TLSFailed is called when the TLS handshake failed or timed out.
+func (s *Session) TLSFailed(err error, out Peer) Step {
+	if s.phase != Handshaking {
+		return s.close()
+	}
+	s.logf(out, "%s: TLS handshake failed: %v", s.addr, err)
+	return s.close()
+}
+
+func (s *Session) readRequest(in []byte, out Peer) (int, Step) {
+	req, n, err := ParseRequest(in, MaxHeaderBytes)
+	if err != nil {
+		return len(in), s.refuse(out, err)
+	}
+	if n == 0 {
+		return 0, Continue
+	}
+	s.keepIdle = false
+	if !req.IsWebSocket() {
+		if s.cfg.Web {
+			s.req = req
+			s.phase = ServingWeb
+			return n, ServeWeb
+		}
+		s.logf(out, `"%s %s %s" 405 -`, req.Method, req.Target, req.Proto)
+		return len(in), s.refuse(out, &HTTPError{Status: 405, Reason: "Method Not Allowed"})
+	}
+	hs, err := Upgrade(req, s.tls)
+	if err != nil {
+		s.logf(out, `"%s %s %s" %d -`, req.Method, req.Target, req.Proto, statusOf(err))
+		return len(in), s.refuse(out, err)
+	}
+	out.ToClient(hs.Response)
+	s.logUpgrade(out, req, hs)
+	s.dec = NewDecoder(hs.Version, hs.Mode)
+	s.enc = Encoder{Version: hs.Version, Mode: hs.Mode}
+	s.upgraded = true
+	s.req = nil
+	s.phase = Dialing
+	s.logf(out, "connecting to: %s", s.cfg.Target)
+	return n, Dial
+}
+
+// logUpgrade logs a completed WebSocket handshake in the original's lines.
+func (s *Session) logUpgrade(out Peer, req *Request, hs Handshake) {
+	s.logf(out, `"%s %s %s" 101 -`, req.Method, req.Target, req.Proto)
+	if s.tls {
+		s.logf(out, "%s: SSL/TLS (wss://) WebSocket connection", s.addr)
+	} else {
+		s.logf(out, "%s: Plain non-SSL (ws://) WebSocket connection", s.addr)
+	}
+	version := "hybi-" + req.Header.Get("Sec-WebSocket-Version")
+	switch hs.Version {
+	case Hixie76:
+		version = "hixie-76"
+	case Hixie75:
+		version = "hixie-75"
+	}
+	base64 := "False"
+	if hs.Mode == Base64 {
+		base64 = "True" // Python's spelling
+	}
+	s.logf(out, "%s: Version %s, base64: '%s'", s.addr, version, base64)
+	if req.Target != "" {
+		s.logf(out, "%s: Path: '%s'", s.addr, req.Target)
+	}
+}
+
+// refuse answers an HTTP error; the owner closes once it is sent.
+func (s *Session) refuse(out Peer, err error) Step {
+	var he *HTTPError
+	if !errors.As(err, &he) {
+		he = &HTTPError{Status: 400, Reason: err.Error()}
+	}
+	s.logf(out, "%s: code %d, message %s", s.addr, he.Status, he.Reason)
+	out.ToClient(he.Response())
+	return s.close()
+}
+
+func statusOf(err error) int {
+	var he *HTTPError
+	if errors.As(err, &he) {
+		return he.Status
+	}
+	return 400
+}
+
+// WebStatus logs the status of the web response being sent.
+func (s *Session) WebStatus(status int, out Peer) {
+	if s.phase == ServingWeb && s.req != nil {
+		s.logf(out, `"%s %s %s" %d -`, s.req.Method, s.req.Target, s.req.Proto, status)
+	}
+}
+
+// WebDone is called once a web response is out: with keepAlive the next
+// request is read (bytes held meanwhile are offered again), else the
+// session ends.
+func (s *Session) WebDone(keepAlive bool) Step {
+	if s.phase != ServingWeb {
+		return s.close()
+	}
+	s.req = nil
+	if !keepAlive {
+		return s.close()
+	}
+	s.phase = ReadingHead
+	s.keepIdle = true
+	return Continue
+}
+
+// WebFailed ends a web response cut short (the file could not be read).
+func (s *Session) WebFailed(err error, out Peer) Step {
+	if s.phase == ServingWeb {
+		s.logf(out, "%s: %v", s.addr, err)
+	}
+	return s.close()
+}
+
+// Dialed is called once the target is connected: bytes held meanwhile are
+// offered again, and from now on what the target sends goes to FromTarget.
+// Close means the session ended while dialing: close the new connection.
+func (s *Session) Dialed() Step {
+	if s.phase != Dialing {
+		return Close
+	}
+	s.phase = Relaying
+	return Continue
+}
+
+// DialFailed is called when the target could not be reached.
+func (s *Session) DialFailed(err error, out Peer) Step {
+	if s.phase != Dialing {
+		return s.close()
+	}
+	s.logf(out, "%s: Failed to connect to %s: %v", s.addr, s.cfg.Target, err)
+	return s.closeWithFrame(out, 1011, "Failed to connect to downstream server", false)
+}
+
+// FromTarget frames what the target sent for the client: one whole frame
+// per call, never split into fragments.
+func (s *Session) FromTarget(p []byte, out Peer) {
+	if s.phase != Relaying || len(p) == 0 {
+		return
+	}
+	head, body := s.enc.Encode(p, out.Scratch(s.enc.MaxFrameLen(len(p))))
+	if body == nil {
+		out.ToClient(head)
+	} else {
+		out.ToClientFrame(head, body)
+	}
+}
+
+// TargetClosed is called when the target's connection ended (err is nil or
+// io.EOF for an orderly close).
+func (s *Session) TargetClosed(err error, out Peer) Step {
+	if s.phase != Relaying {
+		return s.close()
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		s.logf(out, "%s: Target connection error: %v", s.addr, err)
+	}
+	s.logf(out, "%s: Target closed connection", s.addr)
+	return s.closeWithFrame(out, 1000, "Target closed", false)
+}
+
+// ClientGone is called when the client's connection ended or failed.
+func (s *Session) ClientGone(out Peer) Step {
+	if s.phase == Relaying {
+		s.logf(out, "%s: Client disconnected", s.addr)
+	}
+	return s.close()
+}
+
+// Shutdown ends the session because the proxy stops: an upgraded client is
+// told 1001 "Going away".
+func (s *Session) Shutdown(out Peer) Step {
+	switch s.phase {
+	case Dialing, Relaying:
+		return s.closeWithFrame(out, 1001, "Going away", false)
+	}
+	return s.close()
+}
+
+// FirstByteExpired is called when the first-byte wait is over; a session
+// that has spoken since is unaffected (Continue).
+func (s *Session) FirstByteExpired(out Peer) Step {
+	if s.phase != Sniffing {
+		return Continue
+	}
+	s.debugf(out, "%s: no data within %v, closing", s.addr, s.cfg.FirstByte)
+	return s.close()
+}
+
+// RequestHeadExpired is called when a request head has not come in time.
+// pending says whether part of one has arrived: an idle keep-alive
+// connection is closed quietly.
+func (s *Session) RequestHeadExpired(pending bool, out Peer) Step {
+	if s.phase != ReadingHead {
+		return Continue
+	}
+	if s.keepIdle && !pending {
+		s.debugf(out, "%s: idle keep-alive connection closed after %v", s.addr, s.cfg.RequestHead)
+	} else {
+		s.logf(out, "%s: request head not complete within %v, closing", s.addr, s.cfg.RequestHead)
+	}
+	return s.close()
+}
+
+// Heartbeat sends a ping (HyBi only; Hixie has none).
+func (s *Session) Heartbeat(out Peer) {
+	if s.phase != Relaying || s.enc.Version != HyBi {
+		return
+	}
+	s.debugf(out, "%s: Sending ping", s.addr)
+	out.ToClient(pingFrame)
+}
+
+var pingFrame = []byte{0x89, 0x00}
+
+func (s *Session) closeWithFrame(out Peer, code uint16, reason string, remote bool) Step {
+	if remote {
+		s.logf(out, "%s: Client closed connection (code %d)", s.addr, code)
+	} else {
+		s.logf(out, "%s: Closing connection: %d %s", s.addr, code, reason)
+	}
+	out.ToClient(s.enc.Close(code, reason))
+	return s.close()
+}
+
+func (s *Session) close() Step {
+	s.phase = Closed
+	s.req = nil
+	return Close
+}

@@ -1,0 +1,95 @@
+package eventloop
+
+import (
+	"crypto/tls"
+	"io"
+	"os"
+	"time"
+)
+
+// Config is everything the proxy needs, fixed at start.
+type Config struct {
+	ListenAddr     string      // "host:port" (host may be empty: all addresses, IPv4 and IPv6)
+	ListenUnix     string      // path of a unix socket to listen on instead
+	ListenUnixMode os.FileMode // permissions of that socket
+
+	TargetNetwork string // "tcp" or "unix"
+	TargetAddr    string // "host:port" or a socket path
+	PreferIPv6    bool   // order the target's IPv6 addresses first
+
+	Heartbeat   time.Duration // ping period; 0 = off
+	IdleTimeout time.Duration // exit after this long with no session; 0 = never
+	Timeout     time.Duration // stop accepting after this long, exit when the last session ends; 0 = never
+	RunOnce     bool          // exit after the first upgraded session ends
+
+	// TLS, when set, serves clients whose first byte is a TLS hello; nil
+	// closes them. CertFile only names the certificate in the log line of
+	// that refusal. SSLOnly refuses clients that are not TLS.
+	TLS      *tls.Config
+	CertFile string
+	SSLOnly  bool
+	// TargetTLS, when set, speaks TLS to the target (--ssl-target); an empty
+	// ServerName means the target's host.
+	TargetTLS *tls.Config
+	// WebRoot, when set, serves the files under it to plain GET and HEAD
+	// requests (--web); FileOnly refuses directory listings (--file-only).
+	WebRoot  string
+	FileOnly bool
+
+	Verbose bool
+	Traffic io.Writer // per-frame traffic symbols; nil = off
+	Log     *Logger
+
+	// Loops is the number of event loops; 0 means one per core.
+	Loops int
+
+	// StatusRequests, when it delivers, logs one status line: open
+	// sessions, goroutines and open descriptors (websockify passes its
+	// SIGUSR1 channel). Soak tests compare the line before and after a run.
+	StatusRequests <-chan os.Signal
+
+	// Worker marks one of several processes sharing the listening port
+	// (websockify --workers): their parent checked that the address was free
+	// and checks that only its workers listen there, so a worker skips both
+	// checks, which would see its siblings. Ready, if set, is called once
+	// the listeners are bound.
+	Worker bool
+	Ready  func()
+}
+
+// Timeouts. The first-byte wait matches the original websockify.
+const (
+	firstByteTimeout    = 3 * time.Second
+	requestHeadTimeout  = 30 * time.Second
+	tlsHandshakeTimeout = 10 * time.Second
+	dialTimeout         = 10 * time.Second
+
+	// A session that ends sends what it queued for each side within
+	// flushTimeout, then shuts down its write side and reads (and drops)
+	// what the peer still sends for up to lingerTimeout, so that closing
+	// never makes the kernel answer with a reset over unsent data.
+	flushTimeout  = 10 * time.Second
+	lingerTimeout = 2 * time.Second
+
+	// On SIGTERM every session is told 1001 and given this long, in all,
+	// to close before the process exits.
+	shutdownTimeout = 5 * time.Second
+
+	tickPeriod = 100 * time.Millisecond // timers' resolution
+)
+
+// Sizes. What a session holds in user space per direction is at most one
+// read: a side is read only while its peer has nothing queued (side.go).
+const (
+	// readChunk is the most one read takes from a socket (gnet's per-loop
+	// read buffer). It bounds what a stalled direction holds, and how long
+	// one busy session keeps its loop from the others.
+	readChunk = 64 << 10
+	// holdLimit bounds the client bytes held while the session cannot use
+	// them yet (before its target is up, while a web response is out):
+	// past it, reading stops until they are used.
+	holdLimit = 64 << 10
+	// replyLimit bounds what waits to go back to a client that does not
+	// read, such as pongs to its pings: past it, reading it stops.
+	replyLimit = 64 << 10
+)

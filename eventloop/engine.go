@@ -1,0 +1,386 @@
+// Package eventloop owns the sockets: gnet reactors (one per core, each with
+// its own SO_REUSEPORT listener) accept clients, dial targets, pair the two on
+// one loop, and move bytes between them with backpressure. What the bytes
+// mean, and what to answer, is decided by package codec (codec.Session); this
+// package never parses HTTP or frames itself.
+//
+// Where to start reading:
+//
+//   - engine.go: Serve, the gnet callbacks, shutdown and the process timers;
+//   - session.go: one client and its target, driving a codec.Session;
+//   - side.go: one socket of a session: writes, pausing, lossless close;
+//   - drain.go: how a loop learns that a full socket can take bytes again;
+//   - tls.go: TLS as a transport on the loop (handshakes on goroutines);
+//   - web.go: web responses (--web), files read off the loop;
+//   - fdbudget.go: staying under the open-file limit.
+//
+// A session lives on one loop goroutine from accept to close, so its state
+// needs no locks. Every transport, ws:// and wss://, --ssl-target, unix
+// sockets, goes through the same session and the same steps.
+package eventloop
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/gowebsockify/websockify/codec"
+	"github.com/gowebsockify/websockify/webserver"
+	"github.com/panjf2000/gnet/v2"
+	"github.com/panjf2000/gnet/v2/pkg/logging"
+)
+
+// server is a running proxy: gnet's event handler.
+type server struct {
+	cfg        Config
+	sessionCfg codec.SessionConfig
+	budget     *fdBudget
+	started    time.Time
+	web        *webserver.Server // nil without --web
+	drain      *drainPoller
+
+	engineMu sync.Mutex
+	engine   gnet.Engine
+	booted   bool
+
+	loopsMu sync.Mutex
+	loops   map[gnet.EventLoop]*loop
+
+	sessions atomic.Int64 // sessions not yet finished
+	upgraded atomic.Bool  // for --run-once
+	stopping atomic.Bool
+	lastIdle atomic.Int64 // unix nanos when the session count last hit zero
+	fatal    atomic.Pointer[error]
+
+	gnet.BuiltinEventEngine
+}
+
+// ErrEngineDied is returned when gnet stopped on its own (for instance when
+// accept failed with something no budget covers, such as ENFILE).
+var ErrEngineDied = errors.New("event engine stopped unexpectedly")
+
+// Serve listens and proxies until a signal, a timeout or --run-once ends it.
+// stop, when closed, shuts the server down gracefully.
+func Serve(cfg Config, stop <-chan struct{}) error {
+	if cfg.Loops <= 0 {
+		cfg.Loops = runtime.NumCPU()
+	}
+	if cfg.Log == nil {
+		cfg.Log = NewLogger(os.Stderr, cfg.Verbose)
+	}
+	s := &server{cfg: cfg, loops: make(map[gnet.EventLoop]*loop), started: time.Now()}
+	s.sessionCfg = codec.SessionConfig{
+		TLSAvailable: cfg.TLS != nil,
+		CertFile:     cfg.CertFile,
+		SSLOnly:      cfg.SSLOnly,
+		Web:          cfg.WebRoot != "",
+		Target:       cfg.TargetAddr,
+		FirstByte:    firstByteTimeout,
+		RequestHead:  requestHeadTimeout,
+	}
+	s.lastIdle.Store(s.started.UnixNano())
+	if cfg.WebRoot != "" {
+		web, err := webserver.New(cfg.WebRoot, cfg.FileOnly)
+		if err != nil {
+			return fmt.Errorf("--web: %w", err)
+		}
+		s.web = web
+	}
+	drain, err := newDrainPoller()
+	if err != nil {
+		return fmt.Errorf("drain poller: %w", err)
+	}
+	s.drain = drain
+	defer drain.close()
+	go drain.run()
+	s.budget = newFDBudget(cfg.Loops, dialReserve(cfg))
+
+	proto := "tcp://" + cfg.ListenAddr
+	if cfg.ListenUnix != "" {
+		proto = "unix://" + cfg.ListenUnix
+	}
+	if !cfg.Worker {
+		if err := CheckAddressFree(cfg); err != nil {
+			return err
+		}
+	}
+	go func() {
+		<-stop
+		s.shutdown("signal")
+	}()
+	tickerDone := make(chan struct{})
+	defer close(tickerDone)
+	defer cfg.Log.Flush()
+	go s.runTicker(tickerDone)
+	go s.logStatusOnRequest(tickerDone)
+	err = gnet.Run(s, proto,
+		gnet.WithNumEventLoop(cfg.Loops),
+		gnet.WithReusePort(true),
+		gnet.WithReuseAddr(true),
+		gnet.WithEdgeTriggeredIO(false), // pausing relies on level-triggered epoll (epoll.go)
+		gnet.WithReadBufferCap(readChunk),
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithTCPKeepAlive(60*time.Second),
+		gnet.WithLogLevel(logging.ErrorLevel),
+		gnet.WithLogger(gnetLogger{cfg.Log}),
+	)
+	if err != nil {
+		return err
+	}
+	if p := s.fatal.Load(); p != nil {
+		return *p
+	}
+	if !s.stopping.Load() {
+		return ErrEngineDied
+	}
+	return nil
+}
+
+// CheckAddressFree fails when another process listens on the address.
+// SO_REUSEPORT, which each loop's listener needs, would otherwise let a
+// second websockify bind the same port and silently take half its clients;
+// a plain bind still conflicts with any listener. A unix socket file left by
+// a dead process is removed; one that answers is in use.
+func CheckAddressFree(cfg Config) error {
+	if cfg.ListenUnix != "" {
+		fi, err := os.Lstat(cfg.ListenUnix)
+		if err != nil || fi.Mode()&os.ModeSocket == 0 {
+			return nil // absent, or not a socket: the bind reports it
+		}
+		if c, err := net.DialTimeout("unix", cfg.ListenUnix, time.Second); err == nil {
+			_ = c.Close()
+			return fmt.Errorf("listen unix %s: address already in use", cfg.ListenUnix)
+		}
+		return os.Remove(cfg.ListenUnix)
+	}
+	return bindProbe(cfg.ListenAddr)
+}
+
+// logStatusOnRequest logs a status line for each status request.
+func (s *server) logStatusOnRequest(done <-chan struct{}) {
+	for {
+		select {
+		case <-done:
+			return
+		case <-s.cfg.StatusRequests:
+			s.cfg.Log.Infof("status: sessions=%d goroutines=%d fds=%d pid=%d", s.sessions.Load(), runtime.NumGoroutine(), countOpenFDs(), os.Getpid())
+			s.cfg.Log.Flush()
+		}
+	}
+}
+
+// shutdown stops the proxy from any goroutine but a loop's: new clients are
+// refused, every session is told 1001 "Going away" and given
+// shutdownTimeout to close, then the engine stops. Before the engine has
+// booted, OnBoot sees the flag and stops it instead.
+func (s *server) shutdown(why string) {
+	if s.stopping.Swap(true) {
+		return
+	}
+	s.cfg.Log.Debugf("stopping: %s", why)
+	s.engineMu.Lock()
+	eng, booted := s.engine, s.booted
+	s.engineMu.Unlock()
+	if booted {
+		go s.drainAndStop(eng)
+	}
+}
+
+func (s *server) drainAndStop(eng gnet.Engine) {
+	deadline := time.Now().Add(shutdownTimeout)
+	s.loopsMu.Lock()
+	for el, l := range s.loops {
+		_ = el.Execute(context.Background(), shutdownPass{l})
+	}
+	s.loopsMu.Unlock()
+	for s.sessions.Load() > 0 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = eng.Stop(ctx)
+}
+
+// shutdownPass tells every session of a loop that the proxy stops.
+type shutdownPass struct{ l *loop }
+
+func (p shutdownPass) Run(context.Context) error {
+	for s := p.l.sessions.head; s != nil; {
+		next := s.next // s may leave the list
+		s.shutdown()
+		s = next
+	}
+	return nil
+}
+
+// OnBoot records the engine and applies the unix socket's mode.
+func (s *server) OnBoot(eng gnet.Engine) gnet.Action {
+	s.engineMu.Lock()
+	s.engine, s.booted = eng, true
+	stopping := s.stopping.Load()
+	s.engineMu.Unlock()
+	if stopping {
+		return gnet.Shutdown // a signal came before the engine was up
+	}
+	if s.cfg.ListenUnix != "" {
+		if err := os.Chmod(s.cfg.ListenUnix, s.cfg.ListenUnixMode); err != nil {
+			e := fmt.Errorf("chmod %s: %w", s.cfg.ListenUnix, err)
+			s.fatal.Store(&e)
+			s.stopping.Store(true)
+			return gnet.Shutdown
+		}
+	} else if !s.cfg.Worker {
+		if err := CheckSoleListeners(s.cfg.ListenAddr, os.Getpid()); err != nil {
+			s.fatal.Store(&err)
+			s.stopping.Store(true)
+			return gnet.Shutdown
+		}
+	}
+	if s.cfg.Ready != nil {
+		s.cfg.Ready()
+	}
+	return gnet.None
+}
+
+// runTicker drives every loop's timers and the process-wide ones. It runs
+// on its own goroutine, never on a loop: it only queues each loop's tick
+// onto that loop with Execute.
+func (s *server) runTicker(done <-chan struct{}) {
+	tick := time.NewTicker(tickPeriod)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-tick.C:
+		}
+		s.cfg.Log.Flush()
+		s.checkProcessTimers(time.Now())
+		s.loopsMu.Lock()
+		for el, l := range s.loops {
+			if !l.tickQueued.Swap(true) {
+				_ = el.Execute(context.Background(), l)
+			}
+		}
+		s.loopsMu.Unlock()
+	}
+}
+
+// checkProcessTimers applies --timeout and --idle-timeout.
+func (s *server) checkProcessTimers(now time.Time) {
+	if s.stopping.Load() {
+		return
+	}
+	open := s.sessions.Load()
+	if t := s.cfg.Timeout; t > 0 && now.Sub(s.started) >= t && open == 0 {
+		s.shutdown("--timeout reached")
+		return
+	}
+	if t := s.cfg.IdleTimeout; t > 0 && open == 0 && now.Sub(time.Unix(0, s.lastIdle.Load())) >= t {
+		s.cfg.Log.Infof("idle timeout of %v reached, exiting", t)
+		s.shutdown("--idle-timeout reached")
+	}
+}
+
+// accepting reports whether new clients are still welcome.
+func (s *server) accepting() bool {
+	if s.stopping.Load() {
+		return false
+	}
+	if t := s.cfg.Timeout; t > 0 && time.Since(s.started) >= t {
+		return false
+	}
+	if s.cfg.RunOnce && s.upgraded.Load() {
+		return false
+	}
+	return true
+}
+
+// loopOf returns the per-loop state, creating it on the loop's first
+// connection (which is also when its epoll descriptor can be found).
+func (s *server) loopOf(c gnet.Conn) (*loop, error) {
+	el := c.EventLoop()
+	s.loopsMu.Lock()
+	defer s.loopsMu.Unlock()
+	if l, ok := s.loops[el]; ok {
+		return l, nil
+	}
+	epfd, err := discoverEpoll(c.Fd())
+	if err != nil {
+		return nil, err
+	}
+	l := newLoop(s, el, epfd)
+	s.drain.addLoop(l)
+	s.loops[el] = l
+	return l, nil
+}
+
+// OnOpen handles both a newly accepted client and a target enrolled by a
+// dial (those carry their session as context).
+func (s *server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	if e, ok := c.Context().(*enrolled); ok {
+		return nil, e.s.targetOpened(c, e)
+	}
+	if !s.accepting() {
+		return nil, gnet.Close
+	}
+	reserved := s.budget.admit()
+	if reserved == 0 {
+		s.cfg.Log.refusal("open-file limit reached: refusing new clients until sessions end")
+		return nil, gnet.Close
+	}
+	l, err := s.loopOf(c)
+	if err != nil {
+		s.budget.add(-reserved)
+		e := fmt.Errorf("cannot pause reads: %w", err)
+		s.fatal.Store(&e)
+		s.shutdown(e.Error())
+		return nil, gnet.Close
+	}
+	_ = c.SetNoDelay(true) // not inherited from the listener on every kernel; fails harmlessly on unix sockets
+	s.sessions.Add(1)
+	newSession(l, c, reserved)
+	return nil, gnet.None
+}
+
+// OnTraffic hands what gnet read to the side's session.
+func (s *server) OnTraffic(c gnet.Conn) gnet.Action {
+	sd, ok := c.Context().(*side)
+	if !ok {
+		_, _ = c.Discard(-1)
+		return gnet.Close
+	}
+	sd.sess.readable(sd)
+	return gnet.None
+}
+
+// OnClose tells the side's session that gnet closes it.
+func (s *server) OnClose(c gnet.Conn, err error) gnet.Action {
+	if sd, ok := c.Context().(*side); ok {
+		sd.sess.sideClosed(sd, err)
+	}
+	return gnet.None
+}
+
+// OnShutdown notes an engine that died by itself (gnet.Run returns nil then).
+func (s *server) OnShutdown(gnet.Engine) {
+	if !s.stopping.Load() {
+		s.cfg.Log.Errorf("event engine stopped unexpectedly; see the log above")
+	}
+}
+
+// sessionEnded updates the process-wide counters when a session is over.
+func (s *server) sessionEnded(wasUpgraded bool) {
+	if s.sessions.Add(-1) == 0 {
+		s.lastIdle.Store(time.Now().UnixNano())
+	}
+	if s.cfg.RunOnce && wasUpgraded {
+		s.shutdown("--run-once: session ended")
+	}
+}
