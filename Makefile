@@ -3,7 +3,7 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build demo test race check fuzz bench clean
+.PHONY: all build demo test unit race check fuzz bench clean
 
 all: build
 
@@ -23,6 +23,15 @@ test:
 	$(MAKE) build
 	$(GO) vet ./...
 	$(GO) test -count=1 -timeout 20m ./...
+
+# Quick checks for everyday work, with no root and nothing installed: vet
+# and the unit tests of the packages that need no outside program (the
+# integration suite in test/ and loadtest's runs against the peers need
+# `make test`).
+UNIT_PKGS = ./codec/... ./sniff/... ./eventloop/... ./webserver/... ./workers/... ./cmd/...
+unit:
+	$(GO) vet ./...
+	$(GO) test -count=1 $(UNIT_PKGS)
 
 # The integration tests against a race-detector build of the binary; a race
 # stops the proxy at once, which fails the test that caused it.

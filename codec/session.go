@@ -155,7 +155,7 @@ func (s *Session) FromClient(in []byte, out Peer) (n int, step Step) {
 			return len(in), s.close()
 		case sniff.TLS:
 			if !s.tls { // inside TLS a 0x16 is just a bad request
-				return 0, s.startTLS(out)
+				return s.startTLS(in, out)
 			}
 		}
 		if s.cfg.SSLOnly && !s.tls {
@@ -184,13 +184,15 @@ func (s *Session) FromClient(in []byte, out Peer) (n int, step Step) {
 	return 0, Continue
 }
 
-func (s *Session) startTLS(out Peer) Step {
+// startTLS leaves the bytes to the owner's handshake, or drops the client
+// when there is no certificate.
+func (s *Session) startTLS(in []byte, out Peer) (int, Step) {
 	if !s.cfg.TLSAvailable {
 		s.logf(out, "%s: SSL connection but '%s' not found", s.addr, s.cfg.CertFile)
-		return s.close()
+		return len(in), s.close()
 	}
 	s.phase = Handshaking
-	return StartTLS
+	return 0, StartTLS
 }
 
 // TLSReady is called once the owner's TLS handshake succeeded: what comes
