@@ -10,6 +10,7 @@ import (
 	"syscall"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -139,5 +140,61 @@ time.sleep(30)
 	}
 	if !foreignListener(os.Getpid()) {
 		t.Fatal("another process listening on our port was not seen")
+	}
+}
+
+func TestOutQueueKeepsOrderAcrossChunks(t *testing.T) {
+	var q outQueue
+	var want []byte
+	for i := 0; i < 50; i++ {
+		p := make([]byte, i*997%(3*outChunkSize))
+		for j := range p {
+			p[j] = byte(i + j)
+		}
+		q.add(p)
+		want = append(want, p...)
+	}
+	if q.len() != len(want) {
+		t.Fatalf("len %d, want %d", q.len(), len(want))
+	}
+	var got []byte
+	for q.len() > 0 {
+		iov := q.iovecs(nil, 3)
+		n := 0
+		for _, v := range iov {
+			b := unsafe.Slice(v.Base, v.Len)
+			take := min(len(b), 5000) // a short write
+			got = append(got, b[:take]...)
+			n += take
+			if take < len(b) {
+				break
+			}
+		}
+		q.discard(n)
+	}
+	if string(got) != string(want) {
+		t.Fatal("bytes out differ from bytes in")
+	}
+	if q.chunks != nil || q.off != 0 {
+		t.Fatalf("an empty queue keeps %d chunks, offset %d", len(q.chunks), q.off)
+	}
+}
+
+func TestSessionListAddRemove(t *testing.T) {
+	var sl sessionList
+	ss := []*session{{}, {}, {}, {}}
+	for _, s := range ss {
+		sl.add(s)
+	}
+	sl.remove(ss[0]) // tail
+	sl.remove(ss[3]) // head
+	sl.remove(ss[3]) // twice: no effect
+	sl.remove(&session{})
+	var left []*session
+	for s := sl.head; s != nil; s = s.next {
+		left = append(left, s)
+	}
+	if sl.n != 2 || len(left) != 2 || left[0] != ss[2] || left[1] != ss[1] {
+		t.Fatalf("left %d (%d listed)", sl.n, len(left))
 	}
 }
