@@ -219,3 +219,51 @@ func TestUpgradeHixie75(t *testing.T) {
 		t.Errorf("got %v %v", hs.Version, hs.Mode)
 	}
 }
+
+// The 101 reply byte for byte, as gobwas's Upgrader wrote it before the
+// handshake computed it itself: clients compare the accept value exactly.
+func TestUpgradeHyBiReply(t *testing.T) {
+	const head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+	tests := []struct {
+		name  string
+		extra []string
+		want  string
+	}{
+		{
+			name:  "RFC 6455 section 1.3 example",
+			extra: []string{"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="},
+			want:  head + "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+		},
+		{
+			name: "no protocol",
+			want: head + "Sec-WebSocket-Accept: pczpYSQsvE1vBpTQYjFQPcuoj6M=\r\n\r\n",
+		},
+		{
+			name:  "base64",
+			extra: []string{"Sec-WebSocket-Protocol: base64"},
+			want:  head + "Sec-WebSocket-Accept: pczpYSQsvE1vBpTQYjFQPcuoj6M=\r\nSec-WebSocket-Protocol: base64\r\n\r\n",
+		},
+		{
+			name:  "binary chosen",
+			extra: []string{"Sec-WebSocket-Protocol: base64, binary, foo"},
+			want:  head + "Sec-WebSocket-Accept: pczpYSQsvE1vBpTQYjFQPcuoj6M=\r\nSec-WebSocket-Protocol: binary\r\n\r\n",
+		},
+		{
+			// The key is hashed as sent: pad bits that base64 ignores still count.
+			name:  "key with non-zero pad bits",
+			extra: []string{"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZR=="},
+			want:  head + "Sec-WebSocket-Accept: Zgw8jYXtqX5qJr7MJ1Q/MqzeSRI=\r\n\r\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hs, err := Upgrade(hybiRequest(t, tt.extra...), false)
+			if err != nil {
+				t.Fatalf("Upgrade: %v", err)
+			}
+			if string(hs.Response) != tt.want {
+				t.Errorf("response\n%q\nwant\n%q", hs.Response, tt.want)
+			}
+		})
+	}
+}
