@@ -48,6 +48,10 @@ FUZZTIME ?= 60s
 fuzz:
 	$(GO) test ./codec -run '^$$' -fuzz '^FuzzDecoder$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./codec -run '^$$' -fuzz '^FuzzParseRequest$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./codec -run '^$$' -fuzz '^FuzzDecoderAgainstGobwas$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./codec -run '^$$' -fuzz '^FuzzBase64AgainstStdlib$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./codec -run '^$$' -fuzz '^FuzzEncoder$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./codec -run '^$$' -fuzz '^FuzzCloseFrame$$' -fuzztime $(FUZZTIME)
 
 bench: build
 	bash bench/run.sh

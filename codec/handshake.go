@@ -3,12 +3,11 @@ package codec
 import (
 	"bytes"
 	"crypto/md5"
+	"crypto/sha1"
+	"encoding/base64"
 	"encoding/binary"
-	"io"
 	"net/http"
 	"strings"
-
-	"github.com/gobwas/ws"
 )
 
 // Handshake is a completed WebSocket upgrade.
@@ -68,36 +67,57 @@ func upgradeHyBi(req *Request) (Handshake, error) {
 		return Handshake{}, badRequest("Invalid protocol selected")
 	}
 
-	// gobwas's Upgrader accepts only version 13 and insists on Host and
-	// Connection, where Python also takes drafts 7 and 8 (same handshake)
-	// and requires neither. Everything it would check has been checked above,
-	// so it gets a clean request rebuilt from the validated fields and is left
-	// to compute the accept key and write the reply.
-	host := req.Header.Get("Host")
-	if host == "" {
-		host = "localhost" // only its presence matters to the Upgrader
-	}
-	var clean bytes.Buffer
-	clean.WriteString("GET / HTTP/1.1\r\nHost: " + host +
-		"\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: " + key + "\r\n")
-	if len(offered) > 0 {
-		clean.WriteString("Sec-WebSocket-Protocol: " + strings.Join(offered, ", ") + "\r\n")
-	}
-	clean.WriteString("\r\n")
-
-	var reply bytes.Buffer
-	u := ws.Upgrader{
-		ProtocolCustom: func([]byte) (string, bool) { return protocol, true },
-	}
-	rw := struct {
-		io.Reader
-		io.Writer
-	}{&clean, &reply}
-	if _, err := u.Upgrade(rw); err != nil {
-		// With the checks above, only a key of the wrong length gets here.
+	accept, ok := acceptKey(key)
+	if !ok {
 		return Handshake{}, badRequest("Bad Sec-WebSocket-Key header")
 	}
-	return Handshake{Version: HyBi, Mode: mode, Protocol: protocol, Response: reply.Bytes()}, nil
+	return Handshake{Version: HyBi, Mode: mode, Protocol: protocol, Response: hybiReply(accept, protocol)}, nil
+}
+
+// keyGUID is appended to the client's key before hashing (RFC 6455 section 1.3).
+const keyGUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
+
+// acceptLen is the length of a Sec-WebSocket-Accept value: a SHA-1 in base64.
+const acceptLen = 28
+
+// acceptKey checks that key is the base64 of 16 bytes (RFC 6455 4.2.1) and
+// returns its Sec-WebSocket-Accept value. Pad bits are not checked: the key
+// is hashed as sent, never used decoded.
+func acceptKey(key string) (accept [acceptLen]byte, ok bool) {
+	var nonce [18]byte // 24 characters without padding decode to 18 bytes
+	if len(key) != 24 {
+		return accept, false
+	}
+	if n, err := base64.StdEncoding.Decode(nonce[:], []byte(key)); err != nil || n != 16 {
+		return accept, false
+	}
+	var buf [24 + len(keyGUID)]byte
+	copy(buf[copy(buf[:], key):], keyGUID)
+	sum := sha1.Sum(buf[:])
+	base64.StdEncoding.Encode(accept[:], sum[:])
+	return accept, true
+}
+
+// hybiReply writes the 101 reply, in one allocation.
+func hybiReply(accept [acceptLen]byte, protocol string) []byte {
+	const (
+		head      = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
+		protoHead = "Sec-WebSocket-Protocol: "
+	)
+	n := len(head) + acceptLen + 2 + 2
+	if protocol != "" {
+		n += len(protoHead) + len(protocol) + 2
+	}
+	b := make([]byte, 0, n)
+	b = append(b, head...)
+	b = append(b, accept[:]...)
+	b = append(b, "\r\n"...)
+	if protocol != "" {
+		b = append(b, protoHead...)
+		b = append(b, protocol...)
+		b = append(b, "\r\n"...)
+	}
+	return append(b, "\r\n"...)
 }
 
 // offeredProtocols lists the subprotocols of all Sec-WebSocket-Protocol

@@ -106,6 +106,7 @@ func TestUpgradeHyBiRefused(t *testing.T) {
 		{name: "no version", extra: []string{"Sec-WebSocket-Version: "}, wantHeader: "Sec-WebSocket-Version: 13\r\n"},
 		{name: "no key", extra: []string{"Sec-WebSocket-Key: "}},
 		{name: "key of the wrong length", extra: []string{"Sec-WebSocket-Key: abc"}},
+		{name: "key not base64", extra: []string{"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ!="}},
 		{name: "unknown protocols only", extra: []string{"Sec-WebSocket-Protocol: foo, bar"}},
 		{name: "not websocket", extra: []string{"Upgrade: h2c"}},
 	}
@@ -217,5 +218,94 @@ func TestUpgradeHixie75(t *testing.T) {
 	}
 	if hs.Version != Hixie75 || hs.Mode != Base64 {
 		t.Errorf("got %v %v", hs.Version, hs.Mode)
+	}
+}
+
+// The 101 reply byte for byte, as gobwas's Upgrader wrote it before the
+// handshake computed it itself: clients compare the accept value exactly.
+func TestUpgradeHyBiReply(t *testing.T) {
+	const head = "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+	tests := []struct {
+		name  string
+		extra []string
+		want  string
+	}{
+		{
+			name:  "RFC 6455 section 1.3 example",
+			extra: []string{"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="},
+			want:  head + "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n",
+		},
+		{
+			name: "no protocol",
+			want: head + "Sec-WebSocket-Accept: pczpYSQsvE1vBpTQYjFQPcuoj6M=\r\n\r\n",
+		},
+		{
+			name:  "base64",
+			extra: []string{"Sec-WebSocket-Protocol: base64"},
+			want:  head + "Sec-WebSocket-Accept: pczpYSQsvE1vBpTQYjFQPcuoj6M=\r\nSec-WebSocket-Protocol: base64\r\n\r\n",
+		},
+		{
+			name:  "binary chosen",
+			extra: []string{"Sec-WebSocket-Protocol: base64, binary, foo"},
+			want:  head + "Sec-WebSocket-Accept: pczpYSQsvE1vBpTQYjFQPcuoj6M=\r\nSec-WebSocket-Protocol: binary\r\n\r\n",
+		},
+		{
+			// The key is hashed as sent: pad bits that base64 ignores still count.
+			name:  "key with non-zero pad bits",
+			extra: []string{"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZR=="},
+			want:  head + "Sec-WebSocket-Accept: Zgw8jYXtqX5qJr7MJ1Q/MqzeSRI=\r\n\r\n",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			hs, err := Upgrade(hybiRequest(t, tt.extra...), false)
+			if err != nil {
+				t.Fatalf("Upgrade: %v", err)
+			}
+			if string(hs.Response) != tt.want {
+				t.Errorf("response\n%q\nwant\n%q", hs.Response, tt.want)
+			}
+		})
+	}
+}
+
+func TestAcceptKey(t *testing.T) {
+	tests := []struct {
+		key    string
+		accept string // "" when the key is refused
+	}{
+		{key: "dGhlIHNhbXBsZSBub25jZQ==", accept: "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="}, // RFC 6455 section 1.3
+		{key: "DKURYVK9cRFul1vOZVA56Q==", accept: "pczpYSQsvE1vBpTQYjFQPcuoj6M="},
+		{key: "AAAAAAAAAAAAAAAAAAAAAA==", accept: "ICX+Yqv66kxgM0FcWaLWlFLwTAI="},
+		{key: ""},
+		{key: "dGhlIHNhbXBsZSBub25jZQ="},   // 23 characters
+		{key: "dGhlIHNhbXBsZSBub25jZQ==="}, // 25
+		{key: "dGhlIHNhbXBsZSBub25jZQ==dGhlIHNhbXBsZSBub25jZQ=="}, // 48: 32 bytes
+		{key: "AAAAAAAAAAAAAAAAAAAAAAAA"},                         // 18 bytes
+		{key: "AAAAAAAAAAAAAAAAAAAAAAA="},                         // 17 bytes
+		{key: "AAAAAAAAAAAAAAAAAAAAA==="},                         // bad padding
+		{key: "AAAAAAAAAAAAAAAAAAAAAA=A"},
+		{key: "dGhlIHNhbXBsZSBub25jZQ-_"}, // URL alphabet
+		{key: "dGhlIHNhbXBsZSBub25jZ\nQ="},
+		{key: "dGhlIHNhbXBsZSBub25 jZQ=="[:24]},
+	}
+	for _, tt := range tests {
+		accept, ok := acceptKey(tt.key)
+		switch {
+		case ok != (tt.accept != ""):
+			t.Errorf("acceptKey(%q): ok %v", tt.key, ok)
+		case ok && string(accept[:]) != tt.accept:
+			t.Errorf("acceptKey(%q) = %q, want %q", tt.key, accept, tt.accept)
+		}
+	}
+}
+
+func TestUpgradeHyBiAllocs(t *testing.T) {
+	if n := testing.AllocsPerRun(100, func() { acceptKey("dGhlIHNhbXBsZSBub25jZQ==") }); n != 0 {
+		t.Errorf("acceptKey allocates %v times", n)
+	}
+	accept, _ := acceptKey("dGhlIHNhbXBsZSBub25jZQ==")
+	if n := testing.AllocsPerRun(100, func() { hybiReply(accept, "binary") }); n != 1 {
+		t.Errorf("hybiReply allocates %v times", n)
 	}
 }
