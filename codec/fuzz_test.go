@@ -2,6 +2,7 @@ package codec
 
 import (
 	"bytes"
+	"strings"
 	"testing"
 )
 
@@ -81,4 +82,78 @@ func FuzzParseRequest(f *testing.F) {
 			_, _ = Upgrade(req, false)
 		}
 	})
+}
+
+// FuzzSession drives a whole Session with arbitrary client bytes in
+// arbitrary splits, the dial succeeding when asked: it must not panic,
+// never claim more than it was given, and send the client and the target
+// the same bytes, and end in the same phase, as when fed everything at
+// once.
+func FuzzSession(f *testing.F) {
+	mask := [4]byte{1, 2, 3, 4}
+	for _, s := range []string{
+		upgradeRequest + string(maskedFrame(0x82, []byte("hi"), mask)) + string(maskedFrame(0x88, []byte{3, 0xE8}, mask)),
+		strings.Replace(upgradeRequest, "binary", "base64", 1) + string(maskedFrame(0x81, []byte("aGk="), mask)),
+		hixie76Request + "\x00aGk=\xff\xff\x00",
+		"<policy-file-request/>\x00",
+		"GET / HTTP/1.1\r\n\r\n",
+		"\x16\x03\x01",
+	} {
+		f.Add([]byte(s), []byte{5, 40, 1})
+	}
+	f.Fuzz(func(t *testing.T, stream, splits []byte) {
+		whole := runSession(t, stream, nil)
+		var sizes []int
+		for _, s := range splits {
+			sizes = append(sizes, int(s)+1)
+		}
+		split := runSession(t, stream, sizes)
+		if whole.phase != split.phase || !bytes.Equal(whole.client, split.client) || !bytes.Equal(whole.target, split.target) {
+			t.Fatalf("split feed differs:\nwhole %v %q %q\nsplit %v %q %q",
+				whole.phase, whole.client, whole.target, split.phase, split.client, split.target)
+		}
+	})
+}
+
+type sessionRun struct {
+	phase          Phase
+	client, target []byte
+}
+
+// runSession feeds stream to a new Session in pieces of the given sizes
+// (the rest at once), keeping what it did not consume, as an owner does.
+func runSession(t *testing.T, stream []byte, sizes []int) sessionRun {
+	s := NewSession(&testSessionConfig, "10.0.0.1")
+	r := &recorder{}
+	var held []byte
+	feed := func(p []byte) {
+		held = append(held, p...)
+		for len(held) > 0 {
+			n, step := s.FromClient(held, r)
+			if n < 0 || n > len(held) {
+				t.Fatalf("consumed %d of %d", n, len(held))
+			}
+			held = held[n:]
+			switch step {
+			case Dial:
+				s.Dialed()
+			case StartTLS:
+				held = nil // the owner's handshake takes them
+			}
+			if n == 0 {
+				return
+			}
+		}
+	}
+	in := bytes.Clone(stream) // the decoder unmasks in place
+	for _, size := range sizes {
+		if len(in) == 0 {
+			break
+		}
+		size = min(size, len(in))
+		feed(in[:size])
+		in = in[size:]
+	}
+	feed(in)
+	return sessionRun{s.Phase(), r.client, r.target}
 }

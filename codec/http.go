@@ -184,6 +184,12 @@ func parseHead(head []byte) (*Request, error) {
 // http.server it splits on runs of blanks. It works on the caller's bytes or
 // string alike so that findHead can check a line without copying it.
 func parseRequestLine[T ~string | ~[]byte](line T) (method, target, proto T, err error) {
+	// Control characters anywhere make it garbage, whichever word holds
+	// them: the verdict on a line seen whole is then the one
+	// plausibleRequestLine gives while it is still arriving.
+	if !validFieldValue(line) {
+		return method, target, proto, badRequest("Bad request syntax")
+	}
 	var words [3]T
 	nw := 0
 	for i := 0; i < len(line); {
