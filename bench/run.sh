@@ -3,7 +3,10 @@
 #
 # Builds bin/websockify and bin/loadtest, then measures side by side on this
 # machine: our proxy, Debian's Python websockify, the npm websockify (Node)
-# and the plain Go TCP relay (the protocol-free reference). Each proxy's raw
+# and the plain Go TCP relay (the protocol-free reference); then our proxy
+# over wss (label ours-wss), stalled sessions (ours and the relay) and round
+# trips beside bulk transfers (ours and the relay, taking turns). Every
+# result records the commit the binaries were built from. Each proxy's raw
 # results go to
 # bench/results/<label>.jsonl (kept in git, so the tables can be regenerated);
 # proxy logs go to bench/out/ (not kept). The tables in BENCHMARKS.md are then
@@ -22,7 +25,7 @@
 #
 # Everything is bounded: each measurement has its own deadlines inside
 # loadtest, and `timeout` below is the last resort. All traffic is on
-# 127.0.0.1. The whole run takes about 8 minutes on 2 cores.
+# 127.0.0.1. The whole run takes about 10 minutes on 2 cores.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
@@ -51,6 +54,30 @@ if [[ " $proxies " == *" python "* && ! -x /usr/bin/websockify ]]; then
 		proxies=${proxies//python/}
 	}
 fi
+# What the binaries were built from, recorded in every result (-commit):
+# git describe, with -dirty when a tracked file differs from the commit,
+# leaving out what this script itself rewrites (the results, the plot and
+# BENCHMARKS.md), so a rerun on an unchanged tree is not called dirty.
+commit=$(git describe --always 2>/dev/null || echo unknown)
+if [[ -n $(git status --porcelain --untracked-files=no -- . ':!bench/results' ':!bench/memory.png' ':!BENCHMARKS.md' 2>/dev/null) ]]; then
+	commit+=-dirty
+fi
+say "measuring the build of $commit"
+
+# wss: our proxy with a self-signed ECDSA P-256 certificate (made afresh,
+# in bench/out/), the client speaking wss://.
+wss_pem=$PWD/$out/wss.pem
+if [[ " $proxies " == *" ours "* ]]; then
+	if openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=localhost \
+		-keyout "$out/wss-key.pem" -out "$out/wss-cert.pem" 2>/dev/null; then
+		cat "$out/wss-cert.pem" "$out/wss-key.pem" >"$wss_pem"
+	else
+		echo "bench: openssl could not make a certificate; wss is not measured" >&2
+		wss_pem=
+	fi
+fi
+wss_cmd=${ours_cmd/"{listen}"/"--cert '$wss_pem' {listen}"}
+
 python_version=$(dpkg-query -W -f='${Version}' websockify 2>/dev/null || true)
 
 # The npm websockify, into bench/node/ (not kept in git). Its last release,
@@ -91,9 +118,17 @@ node_cmd="node --require '$PWD/bench/node-loopback.cjs' '$PWD/$node_js' {listen}
 # to 20-30 MB/s on a busy machine, so they move 64 MiB there.
 big=$((1 << 30)) small=$((256 << 20)) smaller=$((64 << 20))
 windows=3 window=5s tput_repeat=5 many_repeat=3 many_conns=100 hold_conns=9900 echo_conns=1000
+# wss_hold_conns: held wss sessions. stall_conns: stalled sessions (ours and
+# the relay). beside_*: rounds of round trips over beside_conns connections
+# beside beside_bulk bulk sessions, one window each, ours and the relay
+# taking turns.
+wss_hold_conns=2000 stall_conns=1000 beside_rounds=3 beside_conns=200 beside_bulk=4
+stall_args=()
 if [[ $quick == 1 ]]; then
 	big=$((64 << 20)) small=$((16 << 20)) smaller=$((16 << 20))
 	windows=1 window=2s tput_repeat=2 many_repeat=1 hold_conns=300 echo_conns=100
+	wss_hold_conns=300 stall_conns=200 beside_rounds=1 beside_conns=100
+	stall_args=(-cpu-window 3s -plateau-timeout 20s -resume-deep 1)
 fi
 # tput_bytes LABEL CONNS: bytes per throughput run.
 tput_bytes() {
@@ -123,22 +158,30 @@ measure() {
 	for a in "$@"; do # throughput logs are named by direction and connections
 		[[ $prev == -dir ]] && logname+=-$a
 		[[ $prev == -conns && $mode == throughput ]] && logname+=-${a}conns
+		[[ $prev == -background ]] && logname+=-beside
 		prev=$a
 	done
 	# How each proxy is started: loadtest fills in {listen} and {target}.
 	local -a pa
 	case $label in
 	ours) pa=(-proxy-cmd "$ours_cmd") ;;
+	ours-wss) pa=(-proxy-cmd "$wss_cmd" -tls) ;;
 	python) pa=(-proxy-cmd "/usr/bin/websockify {listen} {target}") ;;
 	node) pa=(-proxy-cmd "$node_cmd") ;;
 	relay) pa=(-relay) ;;
 	esac
 	say "$label: $mode $*"
-	timeout --kill-after=10 900 bin/loadtest "$mode" "${pa[@]}" -label "$label" -json \
+	timeout --kill-after=10 900 bin/loadtest "$mode" "${pa[@]}" -label "$label" -commit "$commit" -json \
 		-proxy-log "$out/$logname.log" "$@" >>"$out/$label.jsonl.partial" ||
 		echo "bench: $label $mode exited with status $? (recorded in the results)" >&2
 }
 
+# wss runs as a proxy of their own (ours-wss), right after ours in the same
+# loops, when ours runs.
+if [[ " $proxies " == *" ours "* && -n $wss_pem ]]; then
+	proxies+=" ours-wss"
+fi
+has() { [[ " $proxies " == *" $1 "* ]]; }
 for p in $proxies; do
 	rm -f "$out/$p.jsonl.partial" "$out/$p"-*.log
 done
@@ -147,11 +190,17 @@ done
 # state.
 for dir in down up; do
 	for p in $proxies; do
+		[[ $p == ours-wss ]] && continue
 		measure "$p" throughput -dir "$dir" -bytes "$(tput_bytes "$p" 1)" -repeat "$tput_repeat"
+		# wss right after ws, on the same bytes and runs.
+		if [[ $p == ours ]] && has ours-wss; then
+			measure ours-wss throughput -dir "$dir" -bytes "$big" -repeat "$tput_repeat"
+		fi
 	done
 done
 for dir in down up; do
 	for p in $proxies; do
+		[[ $p == ours-wss ]] && continue
 		# Python forks a process per connection: give its opens time.
 		t=()
 		[[ $p == python ]] && t=(-op-timeout 30s)
@@ -160,15 +209,36 @@ for dir in down up; do
 	done
 done
 for p in $proxies; do
+	[[ $p == ours-wss ]] && continue
 	# shellcheck disable=SC2046 # ramp_args is meant to split
 	measure "$p" echo -conns "$echo_conns" -duration "$window" -repeat "$windows" $(ramp_args "$p")
 done
+# Round trips beside bulk sessions: ours and the relay take turns, starting
+# with each in turn (ours, relay, relay, ours, ...), so drifts in the
+# machine's load fall on both alike.
+for ((round = 1; round <= beside_rounds; round++)); do
+	pair="ours relay"
+	((round % 2 == 0)) && pair="relay ours"
+	for p in $pair; do
+		has "$p" && measure "$p" echo -conns "$beside_conns" -background "$beside_bulk" -duration "$window" -repeat 1
+	done
+done
 for p in $proxies; do
+	[[ $p == ours-wss ]] && continue
 	measure "$p" setup -concurrency 50 -duration "$window" -repeat "$windows"
 done
 for p in $proxies; do
+	case $p in
+	ours-wss) measure "$p" hold -conns "$wss_hold_conns" -ramp-timeout 120s ;;
 	# shellcheck disable=SC2046
-	measure "$p" hold -conns "$hold_conns" $(ramp_args "$p")
+	*) measure "$p" hold -conns "$hold_conns" $(ramp_args "$p") ;;
+	esac
+done
+# Stalled sessions: ours, and the relay as the reference (no user-space
+# buffer at all). Python would fail past ~500 sessions and Node does no flow
+# control, so they are left out.
+for p in ours relay; do
+	has "$p" && measure "$p" stall -conns "$stall_conns" "${stall_args[@]}"
 done
 
 # Scale: our proxy with --workers holding scale_conns sessions (label
@@ -193,7 +263,7 @@ if [[ " $proxies " == *" ours "* ]]; then
 	say "ours-workers: hold -conns $scale_conns"
 	scale_cmd=${ours_cmd/"{listen}"/"--workers $scale_workers {listen}"}
 	timeout --kill-after=10 900 bin/loadtest hold -proxy-cmd "$scale_cmd" \
-		-label ours-workers -json -proxy-log "$out/ours-workers-hold.log" -conns "$scale_conns" -ramp-timeout 300s \
+		-label ours-workers -commit "$commit" -json -proxy-log "$out/ours-workers-hold.log" -conns "$scale_conns" -ramp-timeout 300s \
 		>>"$out/ours-workers.jsonl.partial" ||
 		echo "bench: ours-workers hold exited with status $? (recorded in the results)" >&2
 	proxies+=" ours-workers"

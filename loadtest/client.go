@@ -27,6 +27,7 @@ type client struct {
 	timeout time.Duration
 	bufSize int    // read buffer per session
 	src     string // source address to dial from; empty: the kernel's choice
+	rcvBuf  int    // SO_RCVBUF for each session's socket; 0: the kernel's autotuning
 }
 
 func newClient(proxyURL string, raw bool, timeout time.Duration, bufSize int) (*client, error) {
@@ -70,12 +71,20 @@ func (c *client) open(ctx context.Context) (*session, error) {
 	d := net.Dialer{Timeout: c.timeout}
 	if c.src != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(c.src)}
-		// Pick the source port at connect(), not bind(): it then only has
-		// to be unique for this destination.
+	}
+	if c.src != "" || c.rcvBuf > 0 {
+		// Set before connect(): the receive buffer fixes the window scale.
 		d.Control = func(_, _ string, rc syscall.RawConn) error {
 			var serr error
 			err := rc.Control(func(fd uintptr) {
-				serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+				if c.src != "" {
+					// Pick the source port at connect(), not bind(): it then
+					// only has to be unique for this destination.
+					serr = syscall.SetsockoptInt(int(fd), syscall.IPPROTO_IP, unix.IP_BIND_ADDRESS_NO_PORT, 1)
+				}
+				if serr == nil && c.rcvBuf > 0 {
+					serr = syscall.SetsockoptInt(int(fd), syscall.SOL_SOCKET, syscall.SO_RCVBUF, c.rcvBuf)
+				}
 			})
 			if err != nil {
 				return err

@@ -25,13 +25,16 @@ func newEchoConn(s *session, size int) *echoConn {
 	return &echoConn{s: s, wire: s.frame(msg), want: msg, got: make([]byte, size)}
 }
 
-// rampResult is how far opening sessions got.
-type rampResult struct {
-	conns   []*echoConn
+// ramp is how far opening sessions of some kind got.
+type ramp[T any] struct {
+	conns   []T
 	elapsed time.Duration
 	stop    string // empty when all wanted sessions opened
 	errors  errorTally
 }
+
+// rampResult is how far opening echo sessions got.
+type rampResult = ramp[*echoConn]
 
 // openSessions opens up to want sessions, parallel at a time, each proven by
 // one echo round trip of size bytes. It stops early at the deadline, after
@@ -43,9 +46,16 @@ func openSessions(e *env, want, parallel, size, maxFail int, limit time.Duration
 // openSessionsCounting is openSessions that also counts opened sessions in
 // opened (when not nil) as it goes, for progress reports.
 func openSessionsCounting(e *env, want, parallel, size, maxFail int, limit time.Duration, shouldStop func() string, opened *atomic.Int64) rampResult {
+	return openMany(e, want, parallel, maxFail, limit, shouldStop, opened,
+		func(deadline time.Time) (*echoConn, error) { return openEcho(e, size, deadline) })
+}
+
+// openMany opens up to want sessions with open, parallel at a time, with the
+// stopping rules of openSessions. open gets the ramp's deadline.
+func openMany[T any](e *env, want, parallel, maxFail int, limit time.Duration, shouldStop func() string, opened *atomic.Int64, open func(deadline time.Time) (T, error)) ramp[T] {
 	var (
 		mu      sync.Mutex
-		r       rampResult
+		r       ramp[T]
 		claimed atomic.Int64
 		fails   atomic.Int64
 		stopped atomic.Bool
@@ -81,7 +91,7 @@ func openSessionsCounting(e *env, want, parallel, size, maxFail int, limit time.
 					halt(err.Error())
 					return
 				}
-				c, err := openEcho(e, size, deadline)
+				c, err := open(deadline)
 				if err != nil {
 					mu.Lock()
 					r.errors.add(err)
@@ -256,7 +266,8 @@ func runEcho(e *env) error {
 // N sessions that each keep sending 64 KiB frames until the end of the
 // windows, while reading back (and dropping) what the echo target returns.
 type bulkLoad struct {
-	wg    sync.WaitGroup
+	wg    sync.WaitGroup // readers
+	ww    sync.WaitGroup // writers
 	mu    sync.Mutex
 	bytes atomic.Int64 // echoed bytes read back
 	errs  errorTally
@@ -278,9 +289,10 @@ func startBackground(e *env, n int, end time.Time) (*bulkLoad, error) {
 	for _, s := range bg.conns {
 		wire := s.frame(payload)
 		_ = s.conn.SetDeadline(time.Time{})
-		bg.wg.Add(2)
+		bg.wg.Add(1)
+		bg.ww.Add(1)
 		go func() { // writer
-			defer bg.wg.Done()
+			defer bg.ww.Done()
 			for time.Now().Before(end) {
 				_ = s.conn.SetWriteDeadline(time.Now().Add(e.cfg.opTimeout))
 				if err := s.send(wire); err != nil {
@@ -310,9 +322,12 @@ func (bg *bulkLoad) fail(err error) {
 	bg.mu.Unlock()
 }
 
-// wait lets the writers finish, gives the echoes a moment to drain, closes
-// the sessions and returns the rate of echoed bytes since start, in MB/s.
+// wait lets the writers finish their last frame (each write has its own
+// deadline), closes the sessions and returns the rate of echoed bytes since
+// start, in MB/s. Closing under a writer would count its cut-off write as
+// an error.
 func (bg *bulkLoad) wait(start time.Time, drain time.Duration) *Spread {
+	bg.ww.Wait()
 	deadline := time.Now().Add(drain)
 	for _, s := range bg.conns {
 		_ = s.conn.SetReadDeadline(deadline)

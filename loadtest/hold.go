@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strconv"
+	"strings"
 	"sync/atomic"
 	"time"
 )
@@ -48,31 +50,12 @@ func runHold(e *env) error {
 	before, sockBefore := treeMemory(e.proxyPID), readSockstat()
 	res.MemBefore, res.SockBefore = &before, &sockBefore
 
-	// The memory guard is read by every opener, so sample it in the
-	// background rather than per session.
-	minAvail := cfg.minAvailMiB << 20
-	var lowMem atomic.Value
-	lowMem.Store("")
-	guardDone := make(chan struct{})
-	defer close(guardDone)
-	go func() {
-		t := time.NewTicker(200 * time.Millisecond)
-		defer t.Stop()
-		for {
-			select {
-			case <-guardDone:
-				return
-			case <-t.C:
-				if avail := memAvailable(); avail >= 0 && avail < minAvail {
-					lowMem.Store(fmt.Sprintf("machine memory guard: MemAvailable %s < %s", fmtBytes(float64(avail)), fmtBytes(float64(minAvail))))
-				}
-			}
-		}
-	}()
+	g := startGuard(memAvailableCheck(cfg.minAvailMiB << 20))
+	defer g.stop()
 	if err := checkPortRange(cfg.conns); err != nil {
 		return err
 	}
-	ramp := holdSessions(e, func() string { return lowMem.Load().(string) })
+	ramp := holdSessions(e, g.reason)
 	defer ramp.stopAll()
 	held := ramp.held
 	res.ConnsOpen, res.RampSeconds, res.StopReason = held, ramp.elapsed.Seconds(), ramp.stop
@@ -85,15 +68,7 @@ func runHold(e *env) error {
 	if held == 0 {
 		return errors.New("no session could be held: " + ramp.stop)
 	}
-	n := float64(held)
-	res.PerSession = &perSession{
-		PrivateDirty: float64(after.PrivateDirty-before.PrivateDirty) / n,
-		PSS:          float64(after.PSS-before.PSS) / n,
-		RSS:          float64(after.RSS-before.RSS) / n,
-		Anonymous:    float64(after.Anonymous-before.Anonymous) / n,
-		Procs:        float64(after.Procs-before.Procs) / n,
-		TCPMemBytes:  float64(sockAfter.TCPMemByte-sockBefore.TCPMemByte) / n,
-	}
+	res.PerSession = perSessionOf(before, after, sockBefore, sockAfter, held)
 
 	// Prove the sessions are still there, not just counted: a proxy that
 	// dropped them would otherwise look very cheap.
@@ -254,4 +229,92 @@ func checkPortRange(sessions int) error {
 		return fmt.Errorf("%d sessions need as many ephemeral ports from the proxy to its target, and the range %d-%d has %d (less 1,000 kept spare); widen it first: sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\"", sessions, lo, hi, avail)
 	}
 	return nil
+}
+
+// guard runs checks in the background every 200 ms and keeps the first
+// reason one of them gives to stop opening sessions (the machine running
+// low on memory): openers read it without touching /proc themselves.
+type guard struct {
+	why  atomic.Value
+	done chan struct{}
+}
+
+func startGuard(checks ...func() string) *guard {
+	g := &guard{done: make(chan struct{})}
+	g.why.Store("")
+	go func() {
+		t := time.NewTicker(200 * time.Millisecond)
+		defer t.Stop()
+		for {
+			select {
+			case <-g.done:
+				return
+			case <-t.C:
+				if g.reason() != "" {
+					continue
+				}
+				for _, check := range checks {
+					if why := check(); why != "" {
+						g.why.Store(why)
+						break
+					}
+				}
+			}
+		}
+	}()
+	return g
+}
+
+// reason is why opening should stop, or "".
+func (g *guard) reason() string { return g.why.Load().(string) }
+
+func (g *guard) stop() { close(g.done) }
+
+// memAvailableCheck stops a ramp when MemAvailable falls below minAvail bytes.
+func memAvailableCheck(minAvail int64) func() string {
+	return func() string {
+		if avail := memAvailable(); avail >= 0 && avail < minAvail {
+			return fmt.Sprintf("machine memory guard: MemAvailable %s < %s", fmtBytes(float64(avail)), fmtBytes(float64(minAvail)))
+		}
+		return ""
+	}
+}
+
+// tcpMemCheck stops a ramp when the machine's TCP buffers (sockstat "mem")
+// reach share of the kernel's pressure threshold (tcp_mem, second field):
+// past it the kernel starts shrinking every socket's buffers, other jobs'
+// included.
+func tcpMemCheck(share float64) func() string {
+	limit := tcpMemPressure()
+	if limit <= 0 {
+		return func() string { return "" }
+	}
+	return func() string {
+		if used := readSockstat().TCPMemByte; float64(used) >= share*float64(limit) {
+			return fmt.Sprintf(tcpGuardPrefix+" %s in socket buffers, %.0f%% of the pressure threshold %s",
+				fmtBytes(float64(used)), 100*share, fmtBytes(float64(limit)))
+		}
+		return ""
+	}
+}
+
+// tcpGuardPrefix starts the reason tcpMemCheck gives.
+const tcpGuardPrefix = "kernel TCP memory guard:"
+
+// tcpMemPressure is net.ipv4.tcp_mem's pressure threshold in bytes, -1 if
+// unknown.
+func tcpMemPressure() int64 {
+	b, err := os.ReadFile("/proc/sys/net/ipv4/tcp_mem")
+	if err != nil {
+		return -1
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 3 {
+		return -1
+	}
+	pages, err := strconv.ParseInt(f[1], 10, 64)
+	if err != nil {
+		return -1
+	}
+	return pages * int64(os.Getpagesize())
 }

@@ -1,8 +1,8 @@
 // Command loadtest drives real WebSocket sessions through a websockify-style
 // proxy (ours, Python's, or anything speaking the same command line) to
 // targets it runs itself, and measures what a proxy costs: single-connection
-// throughput, round-trip latency under many connections, session set-up rate
-// and memory per idle session.
+// throughput, round-trip latency under many connections, session set-up rate,
+// memory per idle session and per stalled session.
 //
 // Usage:
 //
@@ -14,6 +14,7 @@
 //	loadtest <mode>     -proxy ws://127.0.0.1:P/ -target 127.0.0.1:T   (proxy started by hand)
 //	loadtest soak       -proxy-cmd '...' -duration 30m   (verified traffic plus faults; leak check)
 //	loadtest slow       -proxy-cmd '...' -bytes N -rate R (slow consumer: the proxy's memory)
+//	loadtest stall      -proxy-cmd '...' -conns 1000  (stalled readers: memory, CPU, then every byte checked)
 //	loadtest relay      LISTEN TARGET         (the plain io.Copy relay on its own)
 //	loadtest report     -in results.jsonl -md BENCHMARKS.md
 //
@@ -47,6 +48,9 @@ modes:
                any corrupted byte or a descriptor/goroutine/session leak
   slow         slow consumer: the target sends N bytes, the client reads at R bytes/s;
                the proxy's peak memory, every byte verified
+  stall        N sessions whose client stopped reading while the target streams:
+               the proxy's memory per session once flat, its CPU meanwhile, then
+               every session reads on and must get the right bytes
   relay        run the plain TCP relay: loadtest relay LISTEN TARGET
   report       turn JSON results into the tables of BENCHMARKS.md
   plot         draw proxy memory against sessions held (PNG) from hold results
@@ -64,7 +68,7 @@ func main() {
 	mode, args := os.Args[1], os.Args[2:]
 	var err error
 	switch mode {
-	case "throughput", "echo", "setup", "hold":
+	case "throughput", "echo", "setup", "hold", "stall":
 		err = runMeasurement(mode, args)
 	case "soak":
 		err = soakMain(args)

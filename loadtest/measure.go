@@ -31,6 +31,7 @@ type settings struct {
 	hardLimit time.Duration
 	repeat    int
 	opTimeout time.Duration
+	commit    string
 
 	// throughput
 	dir       string
@@ -50,6 +51,18 @@ type settings struct {
 	settle       time.Duration
 	minAvailMiB  int64
 	aliveSample  int
+
+	// stall
+	proveBytes     int64
+	resumeBytes    int64
+	resumeDeep     int
+	rcvBuf         int
+	sample         time.Duration
+	plateauWindow  time.Duration
+	plateauTimeout time.Duration
+	cpuWindow      time.Duration
+	resumeTimeout  time.Duration
+	tcpMemGuard    float64
 }
 
 // env is what a mode runs against.
@@ -76,6 +89,7 @@ func runMeasurement(mode string, args []string) error {
 	fs.StringVar(&cfg.proxyLog, "proxy-log", "", "file for the started proxy's stdout and stderr (default: discarded)")
 	fs.DurationVar(&cfg.hardLimit, "timeout", 0, "hard limit for the whole run (default: derived from the other flags)")
 	fs.DurationVar(&cfg.opTimeout, "op-timeout", 10*time.Second, "limit for one step of a session (dial, handshake, round trip)")
+	fs.StringVar(&cfg.commit, "commit", "", "what the proxy was built from, recorded in the result (git describe --always --dirty)")
 	switch mode {
 	case "throughput":
 		fs.StringVar(&cfg.dir, "dir", "down", "down: the target sends, the client reads; up: the client sends, the target counts")
@@ -105,6 +119,22 @@ func runMeasurement(mode string, args []string) error {
 		fs.DurationVar(&cfg.settle, "settle", 2*time.Second, "wait between the last open and the memory reading")
 		fs.Int64Var(&cfg.minAvailMiB, "min-avail-mib", 3072, "stop opening when the machine's MemAvailable falls below this")
 		fs.IntVar(&cfg.aliveSample, "alive-sample", 100, "held sessions re-checked with a round trip after the memory reading")
+	case "stall":
+		fs.IntVar(&cfg.conns, "conns", 1000, "sessions to stall")
+		fs.Int64Var(&cfg.proveBytes, "prove", 64<<10, "bytes each session reads and checks before it stops reading")
+		fs.IntVar(&cfg.rcvBuf, "rcvbuf", 64<<10, "SO_RCVBUF of the client's sockets (the kernel doubles it; 0: autotuned)")
+		fs.DurationVar(&cfg.sample, "sample", 250*time.Millisecond, "interval of the proxy memory readings while waiting for the plateau")
+		fs.DurationVar(&cfg.plateauWindow, "plateau-window", 3*time.Second, "the proxy's memory is flat when it stayed within the tolerance for this long")
+		fs.DurationVar(&cfg.plateauTimeout, "plateau-timeout", 60*time.Second, "longest wait for the plateau after the last session opened")
+		fs.DurationVar(&cfg.cpuWindow, "cpu-window", 10*time.Second, "the proxy's CPU is read over this, once memory is flat")
+		fs.Int64Var(&cfg.resumeBytes, "resume", 256<<10, "bytes every session reads and checks after the stall")
+		fs.IntVar(&cfg.resumeDeep, "resume-deep", 4, "sessions that read on to 64 MiB after the stall (more than any buffer on the path)")
+		fs.DurationVar(&cfg.resumeTimeout, "resume-timeout", 120*time.Second, "limit for all sessions' reading on")
+		fs.IntVar(&cfg.dialParallel, "dial-parallel", 32, "sessions being opened at once")
+		fs.DurationVar(&cfg.rampTimeout, "ramp-timeout", 120*time.Second, "limit for opening the sessions")
+		fs.IntVar(&cfg.maxFail, "max-fail", 100, "stop opening after this many failures")
+		fs.Int64Var(&cfg.minAvailMiB, "min-avail-mib", 3072, "stop opening when the machine's MemAvailable falls below this")
+		fs.Float64Var(&cfg.tcpMemGuard, "tcp-mem-guard", 0.7, "stall only as many sessions as fit in this share of the kernel's TCP pressure threshold (tcp_mem), judging by what the first 16 add to the machine's socket buffers (0: no guard)")
 	}
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -116,12 +146,12 @@ func runMeasurement(mode string, args []string) error {
 		return err
 	}
 
-	res := &Result{Mode: mode, Label: cfg.label, Time: time.Now().UTC().Format(time.RFC3339)}
+	res := &Result{Mode: mode, Label: cfg.label, Commit: cfg.commit, Time: time.Now().UTC().Format(time.RFC3339)}
 	// The last-resort deadline still leaves a JSON line, so a results file
 	// always says what happened to every run.
 	armWatchdog(cfg.hardLimitOrDefault(), func() {
-		partial := &Result{Mode: res.Mode, Label: res.Label, Proxy: res.Proxy, Transport: res.Transport,
-			Time: res.Time, Dir: cfg.dir, Error: "hard deadline reached; the run was killed"}
+		partial := &Result{Mode: res.Mode, Label: res.Label, Proxy: res.Proxy, Transport: res.Transport, TLS: res.TLS,
+			Commit: res.Commit, Time: res.Time, Dir: cfg.dir, Error: "hard deadline reached; the run was killed"}
 		if cfg.jsonOut {
 			writeJSON(os.Stdout, partial)
 		}
@@ -183,6 +213,14 @@ func (c *settings) check() error {
 	if c.frameSize < 1 && c.mode == "throughput" {
 		return errors.New("-frame must be positive")
 	}
+	if c.mode == "stall" {
+		if c.conns < 1 || c.proveBytes < 1 || c.resumeBytes < 1 {
+			return errors.New("-conns, -prove and -resume must be positive")
+		}
+		if c.sample <= 0 || c.plateauWindow < c.sample {
+			return errors.New("-sample must be positive and -plateau-window at least -sample")
+		}
+	}
 	return nil
 }
 
@@ -200,6 +238,8 @@ func (c *settings) hardLimitOrDefault() time.Duration {
 		return c.rampTimeout + time.Duration(c.repeat)*c.duration + c.opTimeout + margin
 	case "setup":
 		return time.Duration(c.repeat)*c.duration + c.opTimeout + margin
+	case "stall":
+		return c.rampTimeout + c.plateauTimeout + c.cpuWindow + c.resumeTimeout + 3*c.opTimeout + 2*margin
 	default:
 		return c.rampTimeout + c.settle + 2*c.opTimeout + 3*margin
 	}
@@ -208,11 +248,14 @@ func (c *settings) hardLimitOrDefault() time.Duration {
 // setUp starts the target and, unless one was given, the proxy.
 func setUp(cfg *settings, res *Result) (*env, error) {
 	kind := targetEcho
-	if cfg.mode == "throughput" {
+	switch cfg.mode {
+	case "throughput":
 		kind = targetSource
 		if cfg.dir == "up" {
 			kind = targetSink
 		}
+	case "stall":
+		kind = targetStream
 	}
 	if err := checkLoopback(cfg.target); err != nil {
 		return nil, err
@@ -241,17 +284,22 @@ func setUp(cfg *settings, res *Result) (*env, error) {
 		proxyURL = scheme + "://" + p.listen + "/"
 	}
 	bufSize := 4096
-	if cfg.mode == "throughput" {
+	switch cfg.mode {
+	case "throughput":
 		bufSize = 256 << 10
+	case "stall":
+		bufSize = 64 << 10
 	}
 	e.client, err = newClient(proxyURL, cfg.raw, cfg.opTimeout, bufSize)
 	if err != nil {
 		return nil, err
 	}
+	e.client.rcvBuf = cfg.rcvBuf
 	res.Transport = "websocket"
 	if e.client.raw {
 		res.Transport = "tcp"
 	}
+	res.TLS = e.client.tls
 	return e, nil
 }
 
@@ -297,6 +345,8 @@ func runModeOn(e *env, mode string) error {
 		return runSetup(e)
 	case "hold":
 		return runHold(e)
+	case "stall":
+		return runStall(e)
 	}
 	return fmt.Errorf("unknown mode %q", mode)
 }

@@ -258,3 +258,42 @@ func loadAverage() float64 {
 	}
 	return v
 }
+
+// ioCounts is what a process tree passed through read(2) and write(2) and
+// their kin, from /proc/PID/io: bytes (rchar + wchar; socket reads and
+// writes included, splice(2) not) and calls (syscr + syscw).
+type ioCounts struct {
+	Bytes int64 `json:"bytes"`
+	Calls int64 `json:"calls"`
+}
+
+// treeIO sums /proc/PID/io over root's tree; processes whose counters
+// cannot be read are left out.
+func treeIO(root int) ioCounts {
+	var c ioCounts
+	for _, pid := range processTree(root) {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "io"))
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			key, val, ok := strings.Cut(line, ":")
+			if !ok {
+				continue
+			}
+			n, err := strconv.ParseInt(strings.TrimSpace(val), 10, 64)
+			if err != nil {
+				continue
+			}
+			switch key {
+			case "rchar", "wchar":
+				c.Bytes += n
+			case "syscr", "syscw":
+				c.Calls += n
+			}
+		}
+	}
+	return c
+}
+
+func (c ioCounts) minus(o ioCounts) ioCounts { return ioCounts{c.Bytes - o.Bytes, c.Calls - o.Calls} }

@@ -116,16 +116,30 @@ func replaceGenerated(path, body string) error {
 }
 
 // table of results: find(mode, label, dir) returns the latest matching run.
+// Echo runs beside bulk sessions (-background) have their own section and
+// are left out: see echoBeside.
 type resultSet []*Result
 
 func (rs resultSet) find(mode, label, dir string) *Result {
 	for i := len(rs) - 1; i >= 0; i-- {
 		r := rs[i]
-		if r.Mode == mode && r.Label == label && r.Dir == dir {
+		if r.Mode == mode && r.Label == label && r.Dir == dir && r.Background == 0 {
 			return r
 		}
 	}
 	return nil
+}
+
+// echoBeside returns label's echo runs beside bulk sessions that measured
+// something, in the order they ran.
+func (rs resultSet) echoBeside(label string) []*Result {
+	var out []*Result
+	for _, r := range rs {
+		if r.Mode == "echo" && r.Label == label && r.Background > 0 && r.RTTP50us != nil {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // findTput returns the latest throughput run of label in dir over conns
@@ -151,10 +165,11 @@ func writeReport(b *strings.Builder, all []*Result, f *reportFlags) {
 	order := strings.Split(f.order, ",")
 	// labelsFor is -order, then the labels it does not name that ran mode
 	// (such as our proxy with --workers, which only runs hold).
+	// wss runs (label ours-wss) have their own section.
 	labelsFor := func(mode string) []string {
 		labels := slices.Clone(order)
 		for _, r := range all {
-			if r.Mode == mode && !slices.Contains(labels, r.Label) {
+			if r.Mode == mode && !r.TLS && r.Background == 0 && !slices.Contains(labels, r.Label) {
 				labels = append(labels, r.Label)
 			}
 		}
@@ -178,13 +193,17 @@ func writeReport(b *strings.Builder, all []*Result, f *reportFlags) {
 		"Proxy CPU is the proxy's whole process tree, in % of one core, during the measurement.\n\n")
 
 	writeMachineNoise(b, all)
+	writeCommits(b, all)
 	writeVerdicts(b, rs, f.ours)
 	for _, n := range tputConnCounts(all) {
 		writeThroughput(b, rs, labelsFor("throughput"), n)
 	}
+	writeWSS(b, rs, f.ours)
 	writeEcho(b, rs, labelsFor("echo"))
+	writeEchoBeside(b, rs, f.ours)
 	writeSetup(b, rs, labelsFor("setup"))
 	writeHold(b, rs, labelsFor("hold"))
+	writeStall(b, rs, labelsFor("stall"))
 	if f.plot != "" {
 		b.WriteString("### Memory against sessions held\n\n")
 		b.WriteString("The proxy's memory (private dirty, whole process tree) above its reading before the first session, " +
@@ -235,13 +254,7 @@ func writeMachineNoise(b *strings.Builder, all []*Result) {
 		}
 		pcts = append(pcts, r.OtherCPUPct)
 		if r.OtherCPUPct > noisyOtherCPU {
-			what := r.Label + " " + r.Mode
-			if r.Dir != "" {
-				what += " " + r.Dir
-			}
-			if r.Mode == "throughput" && tputConns(r) > 1 {
-				what += fmt.Sprintf(" ×%d", tputConns(r))
-			}
+			what := r.Label + " " + runName(r)
 			noisy = append(noisy, fmt.Sprintf("%s (%.0f%%)", what, r.OtherCPUPct))
 		}
 	}
@@ -264,7 +277,7 @@ func writeMachineNoise(b *strings.Builder, all []*Result) {
 func tputConnCounts(all []*Result) []int {
 	ns := []int{1}
 	for _, r := range all {
-		if r.Mode == "throughput" && !slices.Contains(ns, tputConns(r)) {
+		if r.Mode == "throughput" && !r.TLS && !slices.Contains(ns, tputConns(r)) {
 			ns = append(ns, tputConns(r))
 		}
 	}
@@ -439,57 +452,156 @@ func writeHold(b *strings.Builder, rs resultSet, labels []string) {
 	b.WriteString("\n")
 }
 
+// verdicts collects the rows of the Targets table.
+type verdicts struct{ b *strings.Builder }
+
+// row writes one target: its value, whether it was met (when measured) and
+// the commits of the results the verdict comes from.
+func (v verdicts) row(name, value string, ok, measured bool, from ...*Result) {
+	verdict := "not measured yet"
+	if measured {
+		verdict = "**missed**"
+		if ok {
+			verdict = "met"
+		}
+	}
+	fmt.Fprintf(v.b, "| %s | %s | %s | %s |\n", name, orDash(value), verdict, commitsOf(from...))
+}
+
 // writeVerdicts checks our proxy against the targets.
 func writeVerdicts(b *strings.Builder, rs resultSet, ours string) {
 	b.WriteString("### Targets\n\n")
-	fmt.Fprintf(b, "| target | %s | verdict |\n|---|---|---|\n", ours)
-	check := func(name string, value string, ok bool, measured bool) {
-		v := "not measured yet"
-		if measured {
-			v = "**missed**"
-			if ok {
-				v = "met"
-			}
-		}
-		fmt.Fprintf(b, "| %s | %s | %s |\n", name, orDash(value), v)
-	}
+	fmt.Fprintf(b, "| target | %s | verdict | measured on commit |\n|---|---|---|---|\n", ours)
+	v := verdicts{b}
 	for _, dir := range []string{"down", "up"} {
 		r, relay := rs.findTput(ours, dir, 1), rs.findTput("relay", dir, 1)
 		name := fmt.Sprintf("throughput %s, one connection, ≥ %.1f × relay", dir, targetThroughputRatio)
 		if mbps(r) == nil || mbps(relay) == nil {
-			check(name, "", false, false)
+			v.row(name, "", false, false)
 			continue
 		}
 		q := r.MBps.Median / relay.MBps.Median
-		check(name, fmt.Sprintf("%.2f × relay", q), q >= targetThroughputRatio, true)
+		v.row(name, fmt.Sprintf("%.2f × relay", q), q >= targetThroughputRatio, true, r, relay)
 	}
 	r, relay := rs.find("setup", ours, ""), rs.find("setup", "relay", "")
 	name := fmt.Sprintf("sessions set up per second ≥ %.1f × relay", targetSetupRatio)
 	if r == nil || relay == nil || r.SessionsPerSec == nil || relay.SessionsPerSec == nil {
-		check(name, "", false, false)
+		v.row(name, "", false, false)
 	} else {
 		q := r.SessionsPerSec.Median / relay.SessionsPerSec.Median
-		check(name, fmt.Sprintf("%.2f × relay", q), q >= targetSetupRatio, true)
+		v.row(name, fmt.Sprintf("%.2f × relay", q), q >= targetSetupRatio, true, r, relay)
 	}
 	h := rs.find("hold", ours, "")
 	name = fmt.Sprintf("≤ %.0f KiB proxy memory per idle session, every session held", float64(targetBytesPerSession)/1024)
 	if h == nil || h.PerSession == nil {
-		check(name, "", false, false)
+		v.row(name, "", false, false)
 	} else {
 		all := h.ConnsOpen == h.ConnsWanted && h.AliveOK == h.AliveChecked
-		check(name, fmt.Sprintf("%s private dirty, %d of %d held", fmtBytes(h.PerSession.PrivateDirty), h.ConnsOpen, h.ConnsWanted),
-			all && h.PerSession.PrivateDirty <= targetBytesPerSession, true)
+		v.row(name, fmt.Sprintf("%s private dirty, %d of %d held", fmtBytes(h.PerSession.PrivateDirty), h.ConnsOpen, h.ConnsWanted),
+			all && h.PerSession.PrivateDirty <= targetBytesPerSession, true, h)
 	}
 	w := rs.find("hold", ours+"-workers", "")
 	name = fmt.Sprintf("≥ %d sessions held with --workers, ≤ %.0f KiB each", targetScaleSessions, float64(targetBytesPerSession)/1024)
 	if w == nil || w.PerSession == nil {
-		check(name, "", false, false)
+		v.row(name, "", false, false)
 	} else {
 		all := w.ConnsOpen >= targetScaleSessions && w.AliveOK == w.AliveChecked
-		check(name, fmt.Sprintf("%d held, %s private dirty each", w.ConnsOpen, fmtBytes(w.PerSession.PrivateDirty)),
-			all && w.PerSession.PrivateDirty <= targetBytesPerSession, true)
+		v.row(name, fmt.Sprintf("%d held, %s private dirty each", w.ConnsOpen, fmtBytes(w.PerSession.PrivateDirty)),
+			all && w.PerSession.PrivateDirty <= targetBytesPerSession, true, w)
+	}
+	wssVerdicts(v, rs, ours)
+	stallVerdicts(v, rs, ours)
+	echoBesideVerdict(v, rs, ours)
+	b.WriteString("\n")
+}
+
+// commitsOf is the distinct commits results were measured on.
+func commitsOf(rs ...*Result) string {
+	var cs []string
+	for _, r := range rs {
+		c := "none recorded"
+		if r.Commit != "" {
+			c = "`" + r.Commit + "`"
+		}
+		if !slices.Contains(cs, c) {
+			cs = append(cs, c)
+		}
+	}
+	return orDash(strings.Join(cs, ", "))
+}
+
+// writeCommits says which build the rows measured: git describe of the tree
+// the proxy (and this tool, and so the relay) was built from, as run.sh
+// passes it with -commit. Rows from different builds are listed by build.
+func writeCommits(b *strings.Builder, all []*Result) {
+	if len(all) == 0 {
+		return
+	}
+	var commits []string
+	runs := map[string][]string{} // commit -> "label (modes)"
+	modes := map[[2]string][]string{}
+	var labels [][2]string
+	for _, r := range all {
+		key := [2]string{r.Commit, r.Label}
+		if _, ok := modes[key]; !ok {
+			labels = append(labels, key)
+		}
+		if m := runName(r); !slices.Contains(modes[key], m) {
+			modes[key] = append(modes[key], m)
+		}
+		if !slices.Contains(commits, r.Commit) {
+			commits = append(commits, r.Commit)
+		}
+	}
+	switch {
+	case len(commits) == 1 && commits[0] != "":
+		fmt.Fprintf(b, "Every row measured the build of commit `%s` (`git describe --always --dirty` of the tree `bin/websockify` and `bin/loadtest` were built from).\n\n", commits[0])
+		return
+	case len(commits) == 1:
+		b.WriteString("No row records the commit it measured (results from before the tool recorded it).\n\n")
+		return
+	}
+	for _, k := range labels {
+		runs[k[0]] = append(runs[k[0]], fmt.Sprintf("%s (%s)", k[1], strings.Join(modes[k], ", ")))
+	}
+	slices.SortStableFunc(commits, func(a, b string) int { // "none recorded" last
+		return boolCmp(a == "", b == "")
+	})
+	b.WriteString("**The rows come from different builds** (`git describe --always --dirty` of the tree the proxy was built from); rerun `make bench` for one build:\n\n")
+	for _, c := range commits {
+		name := "`" + c + "`"
+		if c == "" {
+			name = "no commit recorded (results from before the tool recorded it)"
+		}
+		fmt.Fprintf(b, "- %s: %s\n", name, strings.Join(runs[c], "; "))
 	}
 	b.WriteString("\n")
+}
+
+func boolCmp(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	}
+	return -1
+}
+
+// runName is a run's mode with what tells it apart from the label's other
+// runs of the mode.
+func runName(r *Result) string {
+	what := r.Mode
+	if r.Dir != "" {
+		what += " " + r.Dir
+	}
+	if r.Mode == "throughput" && tputConns(r) > 1 {
+		what += fmt.Sprintf(" ×%d", tputConns(r))
+	}
+	if r.Background > 0 {
+		what += " beside bulk"
+	}
+	return what
 }
 
 func writeNotes(b *strings.Builder, all []*Result) {
@@ -501,6 +613,9 @@ func writeNotes(b *strings.Builder, all []*Result) {
 		}
 		if r.Mode == "throughput" && tputConns(r) > 1 {
 			what += fmt.Sprintf(", %d connections", tputConns(r))
+		}
+		if r.Background > 0 {
+			what += " beside bulk"
 		}
 		for _, n := range r.Notes {
 			lines = append(lines, fmt.Sprintf("- %s, %s: %s", r.Label, what, oneLine(n)))

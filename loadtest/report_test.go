@@ -62,3 +62,153 @@ func TestThroughputManyConnsThroughRelay(t *testing.T) {
 		}
 	}
 }
+
+// reportOf renders the generated section for results.
+func reportOf(all []*Result) string {
+	var b strings.Builder
+	writeReport(&b, all, &reportFlags{order: "ours,python,node,relay", ours: "ours", goVersion: "go1.x"})
+	return b.String()
+}
+
+// targetRow is the Targets table's row that starts with name, or "".
+func targetRow(report, name string) string {
+	for _, line := range strings.Split(report, "\n") {
+		if strings.HasPrefix(line, "| "+name) {
+			return line
+		}
+	}
+	return ""
+}
+
+// sessionEngineResults are runs of the wss, stall and beside-bulk modes:
+// adjust them, then render.
+func sessionEngineResults() (all []*Result, oursStall, relayStall *Result, oursBeside []*Result) {
+	tput := func(label, dir string, tls bool, mbps float64) *Result {
+		return &Result{Mode: "throughput", Label: label, Dir: dir, TLS: tls, Bytes: 1 << 30, Commit: "c1",
+			MBps: newSpread([]float64{mbps}), ProxyCPU: newSpread([]float64{60})}
+	}
+	hold := func(label string, tls bool, per float64, n int) *Result {
+		return &Result{Mode: "hold", Label: label, TLS: tls, Commit: "c1", ConnsWanted: n, ConnsOpen: n, AliveChecked: 100, AliveOK: 100,
+			PerSession: &perSession{PrivateDirty: per}, MemAfter: &memSnapshot{Procs: 1}}
+	}
+	stall := func(label string, per, cpu float64, n int) *Result {
+		return &Result{Mode: "stall", Label: label, Commit: "c1", ConnsWanted: n, ConnsOpen: n, AliveChecked: n, AliveOK: n,
+			PerSession: &perSession{PrivateDirty: per}, ProxyCPU: newSpread([]float64{cpu}),
+			Stall: &stallInfo{Plateau: true, PlateauSeconds: 4, PlateauWindowS: 3, PlateauTimeoutS: 60, CPUWindowS: 10,
+				ProveBytes: 64 << 10, ResumeBytes: 256 << 10, DeepSessions: 4, DeepOK: 4, DeepBytes: 64 << 20}}
+	}
+	beside := func(label string, p50, p99 []float64) *Result {
+		return &Result{Mode: "echo", Label: label, Commit: "c1", Background: 4, ConnsWanted: 200, ConnsOpen: 200, WindowSeconds: 5,
+			MsgBytes: 64, ThinkMs: 100, RTTP50us: newSpread(p50), RTTP99us: newSpread(p99), RTPerSec: newSpread([]float64{1900}),
+			BackgroundMBps: newSpread([]float64{300}), RoundTrips: 9000}
+	}
+	oursStall, relayStall = stall("ours", 200<<10, 1.0, 200), stall("relay", 20<<10, 0, 200)
+	plainEcho := &Result{Mode: "echo", Label: "ours", Commit: "c1", ConnsWanted: 1000, ConnsOpen: 1000,
+		RTTP50us: newSpread([]float64{875}), RTTP99us: newSpread([]float64{6680}), RTPerSec: newSpread([]float64{9837})}
+	all = []*Result{
+		tput("ours", "down", false, 800), tput("ours", "up", false, 760),
+		tput("ours-wss", "down", true, 420), tput("ours-wss", "up", true, 370),
+		hold("ours", false, 1631, 9900), hold("ours-wss", true, 20<<10, 300),
+		plainEcho, oursStall, relayStall,
+	}
+	// Interleaved rounds, ours first; p50 and p99 pool over the rounds.
+	oursBeside = []*Result{beside("ours", []float64{10e3}, []float64{40e3}), beside("ours", []float64{11e3}, []float64{44e3}), beside("ours", []float64{12e3}, []float64{48e3})}
+	relayBeside := []*Result{beside("relay", []float64{9e3}, []float64{40e3}), beside("relay", []float64{9e3}, []float64{41e3}), beside("relay", []float64{10e3}, []float64{42e3})}
+	for i := range oursBeside {
+		all = append(all, oursBeside[i], relayBeside[i])
+	}
+	return all, oursStall, relayStall, oursBeside
+}
+
+// The targets of the session engine get their verdicts from the results,
+// and the wss and beside-bulk runs stay out of the other tables.
+func TestReportSessionEngineTargets(t *testing.T) {
+	all, _, relayStall, _ := sessionEngineResults()
+	relayStall.Commit = "c2" // the relay's stall run came from another build
+	got := reportOf(all)
+	for name, want := range map[string]string{
+		"wss throughput down":                                         "| 420 MB/s; wss / ws 0.53 (27 Nov 2026: 0.51) | met | `c1` |",
+		"wss throughput up":                                           "| 370 MB/s; wss / ws 0.49 (27 Nov 2026: 0.50) | **missed** | `c1` |",
+		"≤ 24 KiB proxy memory per held wss session":                  "| 20.0 KiB private dirty, 300 of 300 held (27 Nov 2026: 70.0 KiB) | met | `c1` |",
+		"≤ 128 KiB proxy memory per stalled session":                  "| 200.0 KiB private dirty, 200 of 200 stalled, flat after 4.0 s, 200 of 200 read on correctly | **missed** |",
+		"1,000 stalled sessions cost ≤ 2% of one core":                "| 1.0% with 200 stalled (5.0% scaled to 1,000) | **missed** |",
+		"round trips beside bulk sessions: p50 and p99 ≤ 1.2 × relay": "| p50 1.22 ×, p99 1.07 × relay (11.00 ms / 44.00 ms against 9.00 ms / 41.00 ms) | **missed** | `c1` |",
+	} {
+		if row := targetRow(got, name); !strings.Contains(row, want) {
+			t.Errorf("target %q: row %q lacks %q", name, row, want)
+		}
+	}
+	tables, _, _ := strings.Cut(got, "### wss beside ws")
+	if strings.Contains(tables, "| ours-wss |") {
+		t.Errorf("the wss runs appear in the plain tables:\n%s", tables)
+	}
+	if !strings.Contains(got, "| ours | 1000 of 1000 | 9837 | 875 µs | 6.68 ms |") {
+		t.Errorf("the plain round-trip row lost to the runs beside bulk:\n%s", got)
+	}
+	for _, want := range []string{
+		"| throughput down, one connection | 800 MB/s | 420 MB/s | 0.53 | 401 MB/s | 0.51 |",
+		"| proxy memory per held session, private dirty | 1631 B (9900 held, 100 of 100 echoing) | 20.0 KiB (300 held, 100 of 100 echoing) | 12.6 | 70.0 KiB (2000 held) | 23 |",
+		"| ours | 3 × 1 | 200 of 200 | 11.00 ms [10.00 ms–12.00 ms] | 44.00 ms [40.00 ms–48.00 ms] |",
+		"| 1.22 / 1.07 | `c1` |",
+		"| ours | 200 of 200 | 200.0 KiB |",
+		"| relay | 200 of 200 | 20.0 KiB |",
+		"**The rows come from different builds**",
+		"- `c2`: relay (stall)",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
+}
+
+// The same targets met, and the conditions that make a figure within its
+// target a miss all the same.
+func TestReportSessionEngineVerdicts(t *testing.T) {
+	all, oursStall, _, oursBeside := sessionEngineResults()
+	oursStall.PerSession.PrivateDirty, oursStall.ProxyCPU = 100<<10, newSpread([]float64{1.5})
+	oursStall.ConnsWanted, oursStall.ConnsOpen, oursStall.AliveChecked, oursStall.AliveOK = 1000, 1000, 1000, 1000
+	for _, r := range oursBeside {
+		r.RTTP50us, r.RTTP99us = newSpread([]float64{10e3}), newSpread([]float64{41e3})
+	}
+	got := reportOf(all)
+	for _, name := range []string{"≤ 128 KiB proxy memory per stalled session", "1,000 stalled sessions cost", "round trips beside bulk sessions"} {
+		if row := targetRow(got, name); !strings.Contains(row, "| met |") {
+			t.Errorf("target %q not met: %q", name, row)
+		}
+	}
+	if !strings.Contains(got, "Every row measured the build of commit `c1`") {
+		t.Errorf("one build, but no line saying so:\n%s", got)
+	}
+
+	for what, spoil := range map[string]func(){
+		"no plateau":         func() { oursStall.Stall.Plateau = false },
+		"a session lost":     func() { oursStall.AliveOK-- },
+		"a deep read failed": func() { oursStall.Stall.DeepOK-- },
+		"stopped short of N": func() { oursStall.ConnsOpen-- },
+		"a corrupted byte":   func() { oursStall.Stall.CorruptedBytes = 1 },
+		"grew after the plateau": func() {
+			oursStall.Stall.ToleranceBytes, oursStall.Stall.ProxyGrewBytes = 1<<20, 2<<20
+		},
+		"over 128 KiB": func() { oursStall.PerSession.PrivateDirty = 129 << 10 },
+	} {
+		all, oursStall, _, _ = sessionEngineResults()
+		oursStall.PerSession.PrivateDirty = 100 << 10
+		spoil()
+		if row := targetRow(reportOf(all), "≤ 128 KiB proxy memory per stalled session"); !strings.Contains(row, "**missed**") {
+			t.Errorf("%s: stall memory target not missed: %q", what, row)
+		}
+	}
+	// Stopped short by the kernel TCP memory guard: judged on what stalled.
+	all, oursStall, _, _ = sessionEngineResults()
+	oursStall.PerSession.PrivateDirty = 100 << 10
+	oursStall.ConnsOpen, oursStall.AliveChecked, oursStall.AliveOK = 150, 150, 150
+	oursStall.Stall.GuardStopped = true
+	if row := targetRow(reportOf(all), "≤ 128 KiB proxy memory per stalled session"); !strings.Contains(row, "150 of 200 stalled (the kernel TCP memory guard stopped opening)") ||
+		!strings.Contains(row, "| met |") {
+		t.Errorf("stopped by the TCP memory guard: %q", row)
+	}
+	all, _, _, _ = sessionEngineResults()
+	if row := targetRow(reportOf(all[:2]), "wss throughput down"); !strings.Contains(row, "not measured yet") {
+		t.Errorf("no wss run, yet: %q", row)
+	}
+}

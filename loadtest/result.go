@@ -16,9 +16,11 @@ import (
 // a results file without knowing in advance what is in it.
 type Result struct {
 	Mode      string   `json:"mode"`
-	Label     string   `json:"label"`     // which proxy: "ours", "python", "relay", ...
-	Proxy     string   `json:"proxy"`     // the command template or URL used
-	Transport string   `json:"transport"` // "websocket" or "tcp"
+	Label     string   `json:"label"`            // which proxy: "ours", "python", "relay", ...
+	Proxy     string   `json:"proxy"`            // the command template or URL used
+	Transport string   `json:"transport"`        // "websocket" or "tcp"
+	TLS       bool     `json:"tls,omitempty"`    // wss://: WebSocket over TLS
+	Commit    string   `json:"commit,omitempty"` // git describe --always --dirty of the tree the proxy was built from
 	Time      string   `json:"time"`
 	Error     string   `json:"error,omitempty"` // the run failed; what it measured so far is kept
 	Notes     []string `json:"notes,omitempty"`
@@ -69,6 +71,10 @@ type Result struct {
 	SettleSeconds float64       `json:"settle_s,omitempty"`
 	Holders       int           `json:"holders,omitempty"`   // client processes holding the sessions
 	MemCurve      []memPoint    `json:"mem_curve,omitempty"` // proxy memory as sessions were opened
+
+	// stall (with the hold fields above: memory at the plateau, sessions
+	// that read on correctly after it, and ProxyCPU while stalled)
+	Stall *stallInfo `json:"stall,omitempty"`
 
 	// The machine around the run: CPU used by processes other than the
 	// client, the target and a proxy this tool started, in % of one core
@@ -225,8 +231,23 @@ func summarize(r *Result) string {
 			s += fmt.Sprintf(", proxy memory per session: %s private dirty, %s PSS, %s RSS (%d processes); kernel TCP memory %s/session; %d/%d still echoing",
 				fmtBytes(p.PrivateDirty), fmtBytes(p.PSS), fmtBytes(p.RSS), r.MemAfter.Procs, fmtBytes(p.TCPMemBytes), r.AliveOK, r.AliveChecked)
 		}
+	case "stall":
+		s = fmt.Sprintf("stall %s: %d/%d sessions stalled", r.Label, r.ConnsOpen, r.ConnsWanted)
+		if p, st := r.PerSession, r.Stall; p != nil && st != nil {
+			s += fmt.Sprintf(", proxy memory per stalled session: %s private dirty, %s RSS, read %s; kernel TCP memory %s/session",
+				fmtBytes(p.PrivateDirty), fmtBytes(p.RSS), plateauText(st), fmtBytes(p.TCPMemBytes))
+			if r.ProxyCPU != nil {
+				s += fmt.Sprintf("; proxy CPU while stalled %.1f%% over %g s", r.ProxyCPU.Median, st.CPUWindowS)
+				if io := st.IOInCPUWindow; io != nil {
+					s += fmt.Sprintf(" (%d read/write calls, %s)", io.Calls, fmtBytes(float64(io.Bytes)))
+				}
+			}
+			s += fmt.Sprintf("; %d/%d read on correctly (%d/%d of them to %s), %s verified, %d corrupted",
+				r.AliveOK, r.AliveChecked, st.DeepOK, st.DeepSessions, fmtBytes(float64(st.DeepBytes)),
+				fmtBytes(float64(st.BytesVerified)), st.CorruptedBytes)
+		}
 	}
-	if r.ProxyCPU != nil {
+	if r.ProxyCPU != nil && r.Mode != "stall" {
 		s += fmt.Sprintf(", proxy CPU %s%%", r.ProxyCPU.format(fmtFloat(0)))
 	}
 	if r.OtherCPUPct >= 20 {
@@ -249,4 +270,16 @@ func windowsOf(s *Spread) int {
 		return 0
 	}
 	return len(s.Samples)
+}
+
+// plateauText says when a stall run read the proxy's memory.
+func plateauText(st *stallInfo) string {
+	s := fmt.Sprintf("not flat after %.0f s", st.PlateauSeconds)
+	if st.Plateau {
+		s = fmt.Sprintf("flat after %.1f s", st.PlateauSeconds)
+	}
+	if st.ProxyGrewBytes > st.ToleranceBytes {
+		s += fmt.Sprintf(", then %s more over the CPU window", fmtBytes(float64(st.ProxyGrewBytes)))
+	}
+	return s
 }

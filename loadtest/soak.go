@@ -85,6 +85,7 @@ func serveSoak(c net.Conn) {
 // soakConfig is the soak mode's flags.
 type soakConfig struct {
 	proxyURL, proxyCmd, target, label, proxyLog string
+	commit                                      string
 	proxyPID                                    int
 	jsonOut                                     bool
 	duration, opTimeout, progress               time.Duration
@@ -109,6 +110,7 @@ func soakFlags(fs *flag.FlagSet, c *soakConfig) {
 	fs.StringVar(&c.proxyLog, "proxy-log", "", "file for the started proxy's stdout and stderr (default: a temporary file, removed at the end)")
 	fs.BoolVar(&c.jsonOut, "json", false, "print the result as one JSON object on stdout (the table goes to stderr)")
 	fs.DurationVar(&c.opTimeout, "op-timeout", 15*time.Second, "limit for one step of a session (dial, handshake, one message)")
+	fs.StringVar(&c.commit, "commit", "", "what the proxy was built from, recorded in the result (git describe --always --dirty)")
 }
 
 func soakMain(args []string) error {
@@ -377,7 +379,7 @@ func runSoak(c *soakConfig, progress io.Writer) (*soakResult, error) {
 	r.st.faults = map[string]int64{}
 	r.st.drops = map[string]*dropStat{}
 	r.warmUp()
-	res := &soakResult{Mode: "soak", Label: c.label, Proxy: desc, Time: time.Now().UTC().Format(time.RFC3339), Seed: c.seed}
+	res := &soakResult{Mode: "soak", Label: c.label, Proxy: desc, Commit: c.commit, Time: time.Now().UTC().Format(time.RFC3339), Seed: c.seed}
 	res.ProxyBefore = r.baseline()
 
 	mem := startMemPeak(env.pid, time.Second)
@@ -1272,6 +1274,7 @@ type soakResult struct {
 	Mode                  string               `json:"mode"`
 	Label                 string               `json:"label"`
 	Proxy                 string               `json:"proxy"`
+	Commit                string               `json:"commit,omitempty"`
 	Time                  string               `json:"time"`
 	Seed                  uint64               `json:"seed"`
 	DurationS             float64              `json:"duration"`

@@ -22,6 +22,7 @@ const (
 	targetEcho   = "echo"   // writes back whatever it reads
 	targetSource = "source" // after one "go" byte, writes N bytes and half-closes
 	targetSink   = "sink"   // reads and counts; after N bytes writes one ack byte
+	targetStream = "stream" // the soak target, from a small send buffer (stall mode)
 )
 
 // targetMain is the hidden "target" subcommand: it listens, prints
@@ -67,6 +68,8 @@ func targetMain(args []string) error {
 		serve = func(c net.Conn) { serveSink(c, *nbytes) }
 	case targetSoak:
 		serve = serveSoak
+	case targetStream:
+		serve = serveStream
 	default:
 		return fmt.Errorf("unknown target kind %q", *kind)
 	}
@@ -131,6 +134,20 @@ func serveSource(c net.Conn, n int64) {
 	// Wait for the client to go away so the last bytes are not cut by a reset.
 	_ = c.SetReadDeadline(time.Now().Add(30 * time.Second))
 	_, _ = io.Copy(io.Discard, c)
+}
+
+// streamSndBuf is the stream target's SO_SNDBUF (the kernel doubles it).
+const streamSndBuf = 64 << 10
+
+// serveStream is the stall mode's target: the soak target's protocol (a
+// stall session asks for an endless 'D' download), from a socket whose send
+// buffer is fixed small so that 1,000 stalled sessions park their backlog in
+// the proxy, not here, and cannot fill the machine's TCP memory.
+func serveStream(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.SetWriteBuffer(streamSndBuf)
+	}
+	serveSoak(c)
 }
 
 // serveSink counts incoming bytes and answers one ack byte once n have
