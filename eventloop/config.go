@@ -75,7 +75,7 @@ const (
 	// to close before the process exits.
 	shutdownTimeout = 5 * time.Second
 
-	tickPeriod = 100 * time.Millisecond // timers' resolution
+	tickPeriod = 100 * time.Millisecond // how often --timeout and --idle-timeout are checked
 )
 
 // Sizes. What a session holds in user space per direction is at most one

@@ -248,10 +248,12 @@ func (s *server) OnBoot(eng gnet.Engine) gnet.Action {
 	return gnet.None
 }
 
-// runTicker drives every loop's timers and the process-wide ones. It runs
-// on its own goroutine, never on a loop: it only queues each loop's tick
-// onto that loop with Execute.
+// runTicker applies --timeout and --idle-timeout, when given; the loops'
+// own timers are theirs (loop.go).
 func (s *server) runTicker(done <-chan struct{}) {
+	if s.cfg.Timeout <= 0 && s.cfg.IdleTimeout <= 0 {
+		return
+	}
 	tick := time.NewTicker(tickPeriod)
 	defer tick.Stop()
 	for {
@@ -260,15 +262,7 @@ func (s *server) runTicker(done <-chan struct{}) {
 			return
 		case <-tick.C:
 		}
-		s.cfg.Log.Flush()
 		s.checkProcessTimers(time.Now())
-		s.loopsMu.Lock()
-		for el, l := range s.loops {
-			if !l.tickQueued.Swap(true) {
-				_ = el.Execute(context.Background(), l)
-			}
-		}
-		s.loopsMu.Unlock()
 	}
 }
 

@@ -14,21 +14,33 @@ import (
 // lines as "<ip> - - [27/Nov/2026 12:00:00] message", the rest plain.
 // It is safe for concurrent use.
 //
-// Lines are buffered and written out by Flush, which the server calls on
-// every tick (at least every 100 ms) and when it stops: a session logs about
-// five lines as it starts, and a write syscall for each cost more than a
-// tenth of the proxy's set-up rate.
+// Lines are buffered and written out at most flushDelay after the first of
+// them, and by Flush: a session logs about five lines as it starts, and a
+// write syscall for each cost more than a tenth of the proxy's set-up rate.
 type Logger struct {
 	mu          sync.Mutex
 	w           *bufio.Writer
 	verbose     bool
+	flushTimer  *time.Timer // armed when a line is buffered, so an idle proxy never wakes to flush
+	flushArmed  bool
 	lastRefusal atomic.Int64 // unix nanos of the last open-file refusal line
 	lastDate    atomic.Pointer[stampedDate]
 }
 
+// flushDelay is the longest a line waits in the buffer.
+const flushDelay = 100 * time.Millisecond
+
 // NewLogger logs to w; verbose enables debug lines.
 func NewLogger(w io.Writer, verbose bool) *Logger {
-	return &Logger{w: bufio.NewWriterSize(w, 32<<10), verbose: verbose}
+	l := &Logger{w: bufio.NewWriterSize(w, 32<<10), verbose: verbose}
+	l.flushTimer = time.AfterFunc(time.Hour, func() {
+		l.mu.Lock()
+		l.flushArmed = false
+		_ = l.w.Flush()
+		l.mu.Unlock()
+	})
+	l.flushTimer.Stop()
+	return l
 }
 
 func (l *Logger) line(s string) {
@@ -39,6 +51,10 @@ func (l *Logger) line(s string) {
 		_ = l.w.Flush()
 	}
 	_, _ = l.w.WriteString(s)
+	if !l.flushArmed {
+		l.flushArmed = true
+		l.flushTimer.Reset(flushDelay)
+	}
 	l.mu.Unlock()
 }
 

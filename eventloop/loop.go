@@ -48,11 +48,16 @@ type loop struct {
 	plain      []byte
 	joined     []byte
 
+	// The loop's timers fire from one runtime timer set to the earliest
+	// deadline, so a loop with nothing due is never woken: a thousand
+	// stalled sessions cost no CPU at all.
+	timer      *time.Timer
+	timerAt    int64       // unix nanos it is set for; 0: not set
 	tickQueued atomic.Bool // a tick is queued with Execute and has not run yet (any goroutine)
 }
 
 func newLoop(s *server, el gnet.EventLoop, epfd int) *loop {
-	return &loop{
+	l := &loop{
 		srv:         s,
 		el:          el,
 		epfd:        epfd,
@@ -67,6 +72,25 @@ func newLoop(s *server, el gnet.EventLoop, epfd int) *loop {
 		smallBytes:  make([]byte, 0, 64*codec.MaxUnaliasedPayload),
 		plain:       make([]byte, readChunk),
 	}
+	l.timer = time.AfterFunc(time.Hour, func() {
+		if !l.tickQueued.Swap(true) {
+			_ = l.el.Execute(context.Background(), l)
+		}
+	})
+	l.timer.Stop()
+	for _, added := range []*func(int64){&l.firstByte.added, &l.requestHead.added, &l.heartbeat.added, &l.flushing.added, &l.lingering.added} {
+		*added = l.wakeAt
+	}
+	return l
+}
+
+// wakeAt makes the loop's tick run at unix nanos at, unless it runs earlier.
+func (l *loop) wakeAt(at int64) {
+	if l.timerAt != 0 && l.timerAt <= at {
+		return
+	}
+	l.timerAt = at
+	l.timer.Reset(time.Duration(at - time.Now().UnixNano()))
 }
 
 // scratchFor returns the loop's scratch buffer, grown to at least n bytes.
@@ -89,10 +113,11 @@ func (l *loop) join(a, b []byte) []byte {
 	return append(append(l.joined[:0], a...), b...)
 }
 
-// Run is the loop's tick, queued by server.runTicker: it fires the timers
-// that are due.
+// Run is the loop's tick, queued by its timer: it fires the timers that are
+// due and sets the timer for the next.
 func (l *loop) Run(context.Context) error {
 	l.tickQueued.Store(false)
+	l.timerAt = 0
 	now := time.Now().UnixNano()
 	l.firstByte.expire(now, (*session).firstByteExpired)
 	l.requestHead.expire(now, (*session).requestHeadExpired)
@@ -101,6 +126,11 @@ func (l *loop) Run(context.Context) error {
 	}
 	l.flushing.expire(now, (*side).flushExpired)
 	l.lingering.expire(now, (*side).lingerExpired)
+	for _, at := range [...]int64{l.firstByte.next(), l.requestHead.next(), l.heartbeat.next(), l.flushing.next(), l.lingering.next()} {
+		if at != 0 {
+			l.wakeAt(at)
+		}
+	}
 	return nil
 }
 

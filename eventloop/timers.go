@@ -16,6 +16,7 @@ type deadlineQueue[T any] struct {
 	d     time.Duration
 	items []deadline[T]
 	head  int
+	added func(at int64) // tells the loop when the new entry is due
 }
 
 type deadline[T any] struct {
@@ -30,7 +31,18 @@ func (q *deadlineQueue[T]) add(now int64, v T) int64 {
 	}
 	at := now + int64(q.d)
 	q.items = append(q.items, deadline[T]{at: at, v: v})
+	if q.added != nil {
+		q.added(at)
+	}
 	return at
+}
+
+// next is when the oldest entry is due, 0 when there is none.
+func (q *deadlineQueue[T]) next() int64 {
+	if q.head == len(q.items) {
+		return 0
+	}
+	return q.items[q.head].at
 }
 
 // expire calls fire for every entry due at now, oldest first.
