@@ -124,6 +124,15 @@ func (s *Session) Upgraded() bool { return s.upgraded }
 // Version is the protocol the upgrade negotiated.
 func (s *Session) Version() Version { return s.enc.Version }
 
+// FrameLen is the most bytes FromTarget sends the client for n bytes from
+// the target.
+func (s *Session) FrameLen(n int) int {
+	if s.enc.Version == HyBi && s.enc.Mode == Binary {
+		return s.enc.MaxFrameLen(n) + n // the header; the payload is apart
+	}
+	return s.enc.MaxFrameLen(n)
+}
+
 // WebRequest is the request to answer after ServeWeb.
 func (s *Session) WebRequest() *Request { return s.req }
 

@@ -79,12 +79,16 @@ const (
 )
 
 // Sizes. What a session holds in user space per direction is at most one
-// read: a side is read only while its peer has nothing queued (side.go).
+// read, and usually nothing: a side is read only when its peer can take a
+// whole read at once (side.go).
 const (
 	// readChunk is the most one read takes from a socket (gnet's per-loop
-	// read buffer). It bounds what a stalled direction holds, and how long
-	// one busy session keeps its loop from the others.
-	readChunk = 64 << 10
+	// read buffer). Large reads mean few system calls and wakeups per byte,
+	// which on loopback is most of the cost of moving it; the price is how
+	// long one busy session keeps its loop from the others.
+	readChunk = 256 << 10
+	// tlsSlack covers TLS records' own bytes in what one read becomes.
+	tlsSlack = 1 << 10
 	// holdLimit bounds the client bytes held while the session cannot use
 	// them yet (before its target is up, while a web response is out):
 	// past it, reading stops until they are used.

@@ -393,6 +393,7 @@ func (s *session) sideReady(sd *side, events uint32) {
 		s.act(s.m.ClientGone(s))
 	}
 	sd.blocked = false
+	sd.roomReady()
 	sd.flush()
 	if sd.stage == flushing && sd.out.len() == 0 {
 		sd.shutWrite()
@@ -435,13 +436,17 @@ func (s *session) sync() {
 		}
 	}
 
+	// Each side is read only when its peer can take a whole read (side.go).
 	c, t := &s.client, &s.target
-	targetQueued := t.c != nil && !t.gone && t.out.len() > 0
 	if !c.gone {
 		switch c.stage {
 		case open:
-			c.setReading(s.m.Phase() != codec.Handshaking && !targetQueued &&
-				len(c.held) < holdLimit && c.out.len() < replyLimit)
+			read := s.m.Phase() != codec.Handshaking && len(c.held) < holdLimit && c.out.len() < replyLimit
+			if read && t.c != nil && !t.gone && t.stage == open {
+				read = t.hasRoom(readChunk + tlsSlack)
+				t.loop().watch(t, t.watchEvents())
+			}
+			c.setReading(read)
 			c.loop().watch(c, c.watchEvents())
 		case flushing:
 			c.setReading(false)
@@ -450,7 +455,16 @@ func (s *session) sync() {
 		}
 	}
 	if t.c != nil && !t.gone {
-		t.setReading(t.stage == lingering || t.stage == open && c.out.len() == 0)
+		switch t.stage {
+		case open:
+			read := !c.gone && c.stage == open && c.hasRoom(s.m.FrameLen(readChunk)+tlsSlack)
+			t.setReading(read)
+			c.loop().watch(c, c.watchEvents())
+		case flushing:
+			t.setReading(false)
+		case lingering:
+			t.setReading(true)
+		}
 	}
 
 	if s.ended && c.gone && (t.c == nil || t.gone) && !s.dialing && s.handshake == nil {

@@ -3,6 +3,7 @@ package eventloop
 import (
 	"crypto/tls"
 	"time"
+	"unsafe"
 
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
@@ -15,9 +16,11 @@ import (
 // Writes go straight to the socket; what the kernel does not take is queued
 // (outq.go) and written when the drain poller says the socket can take
 // more (drain.go). Reading follows one rule (session.sync): a side is read
-// only while its peer has nothing queued, so what the proxy holds for a
-// direction is at most one read, whatever the speeds of the two peers; the
-// kernel's socket buffers, megabytes each, do the rest.
+// only when its peer can take a whole read at once, with nothing queued and
+// room for it in its socket buffer. So reads can be large (few system calls
+// and wakeups per byte) while what the proxy holds for a direction is
+// usually nothing and never more than one read, whatever the speeds of the
+// two peers: the kernel's socket buffers, megabytes each, hold the rest.
 //
 // Closing never loses what was queued: the side stops being read, sends its
 // queue (within flushTimeout), shuts down its write side, then reads and
@@ -39,6 +42,9 @@ type side struct {
 
 	reading    bool       // EPOLLIN is in gnet's registration
 	blocked    bool       // the last write would block: wait for the drain poller
+	room       int        // bytes its socket buffer takes now, as far as is known
+	sndbuf     int        // its socket's send buffer, when room was measured
+	wantRoom   int        // a read of the peer waits for this much room (drain poller)
 	stage      closeStage // how far closing has gone
 	closeAsked bool       // gnet was asked to close it
 	gone       bool       // gnet closed it: nothing more to do with it
@@ -85,6 +91,7 @@ func (sd *side) send(a, b []byte) {
 			sd.failed(err)
 			return
 		}
+		sd.wrote(n, n == len(a)+len(b))
 		k := min(n, len(a))
 		a, n = a[k:], n-k
 		b = b[min(n, len(b)):]
@@ -124,6 +131,11 @@ func (sd *side) sendv(bufs [][]byte) {
 			sd.failed(err)
 			return
 		}
+		total := 0
+		for _, b := range bufs {
+			total += len(b)
+		}
+		sd.wrote(n, n == total)
 		for n > 0 && len(bufs) > 0 {
 			k := min(n, len(bufs[0]))
 			bufs[0] = bufs[0][k:]
@@ -157,10 +169,74 @@ func (sd *side) flush() {
 			return
 		}
 		sd.out.discard(n)
+		sd.wrote(n, n == want)
 		if n < want {
 			sd.block()
 		}
 	}
+}
+
+// writeCost is roughly what the kernel charges a write against the socket
+// buffer beyond its bytes (an skb's own size).
+const writeCost = 1 << 10
+
+// wrote keeps room up to date after a write of n bytes, complete or not.
+func (sd *side) wrote(n int, complete bool) {
+	if complete {
+		sd.room -= n + writeCost
+	} else {
+		sd.room = 0
+	}
+}
+
+// hasRoom reports whether the socket can take n bytes at once: nothing is
+// queued for it and its buffer has room. When room is short the drain
+// poller is asked to say when the socket is writable again (sync arms it).
+// A socket whose whole buffer is smaller than two reads is judged against
+// half its buffer, so that it is read at all.
+func (sd *side) hasRoom(n int) bool {
+	switch {
+	case sd.gone || sd.c == nil || sd.blocked || sd.out.len() > 0 || sd.wantRoom > 0:
+		return false
+	case sd.room >= n:
+		return true
+	}
+	sd.measureRoom()
+	if sd.room >= min(n, sd.sndbuf/2) {
+		return true
+	}
+	sd.wantRoom = n
+	return false
+}
+
+// measureRoom reads the socket buffer's size and use (SO_MEMINFO: for TCP
+// the bytes queued, for unix sockets the bytes allocated).
+func (sd *side) measureRoom() {
+	var mi [unix.SK_MEMINFO_VARS]uint32
+	size := uint32(unsafe.Sizeof(mi))
+	_, _, e := unix.Syscall6(unix.SYS_GETSOCKOPT, uintptr(sd.fd), unix.SOL_SOCKET, unix.SO_MEMINFO,
+		uintptr(unsafe.Pointer(&mi)), uintptr(unsafe.Pointer(&size)), 0)
+	if e != 0 {
+		sd.room, sd.sndbuf = 1<<30, 1<<30 // unknown: let the queue bound it
+		return
+	}
+	used := max(mi[unix.SK_MEMINFO_WMEM_QUEUED], mi[unix.SK_MEMINFO_WMEM_ALLOC])
+	sd.sndbuf = int(mi[unix.SK_MEMINFO_SNDBUF])
+	sd.room = sd.sndbuf - int(used)
+}
+
+// roomReady runs when the drain poller says a socket that was short of
+// room is writable: its peer is read again. If the kernel's idea of
+// writable still leaves less room than wanted, one read is let through
+// anyway, which the queue then bounds, rather than asking again at once.
+func (sd *side) roomReady() {
+	if sd.wantRoom == 0 {
+		return
+	}
+	need := sd.wantRoom
+	sd.wantRoom = 0
+	sd.measureRoom()
+	sd.room = max(sd.room, need)
 }
 
 // block notes that the socket is full and asks the drain poller to say
@@ -175,7 +251,7 @@ func (sd *side) block() {
 // target is backed up, its hanging up (gnet would not notice until it reads).
 func (sd *side) watchEvents() uint32 {
 	var ev uint32
-	if sd.blocked {
+	if sd.blocked || sd.wantRoom > 0 {
 		ev |= unix.EPOLLOUT
 	}
 	if sd.isClient && sd.stage == open && !sd.reading && sd.sess.relaying() {
@@ -275,6 +351,7 @@ func (sd *side) closed() {
 	sd.out.reset()
 	sd.held = nil
 	sd.blocked = false
+	sd.wantRoom = 0
 	sd.tls = nil
 	sd.wire = nil
 }
