@@ -84,9 +84,13 @@ const (
 const (
 	// readChunk is the most one read takes from a socket (gnet's per-loop
 	// read buffer). Large reads mean few system calls and wakeups per byte,
-	// which on loopback is most of the cost of moving it; the price is how
-	// long one busy session keeps its loop from the others.
+	// which on loopback is most of the cost of moving it.
 	readChunk = 256 << 10
+	// A session that shares its loop and takes a whole read yields the
+	// loop for yieldFor (session.readable); contendedFor is how recently
+	// another session must have been read for a loop to count as shared.
+	yieldFor     = 500 * time.Microsecond
+	contendedFor = 2 * time.Millisecond
 	// tlsSlack covers TLS records' own bytes in what one read becomes.
 	tlsSlack = 1 << 10
 	// holdLimit bounds the client bytes held while the session cannot use

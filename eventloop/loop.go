@@ -26,6 +26,7 @@ type loop struct {
 	heartbeat   deadlineQueue[*session] // relaying sessions due a ping
 	flushing    deadlineQueue[*side]    // sides sending what they queued before closing
 	lingering   deadlineQueue[*side]    // sides shut down for writing, waiting for EOF
+	yielded     deadlineQueue[*side]    // sides that took a whole read on a shared loop
 
 	// Sockets registered in the drain poller, by descriptor (drain.go).
 	watched map[int32]*side
@@ -48,6 +49,10 @@ type loop struct {
 	plain      []byte
 	joined     []byte
 
+	lastRead    *session // the session read last, and when (unix nanos)
+	lastReadAt  int64
+	sharedUntil int64 // until then, other sessions are active on the loop
+
 	// The loop's timers fire from one runtime timer set to the earliest
 	// deadline, so a loop with nothing due is never woken: a thousand
 	// stalled sessions cost no CPU at all.
@@ -66,6 +71,7 @@ func newLoop(s *server, el gnet.EventLoop, epfd int) *loop {
 		heartbeat:   deadlineQueue[*session]{d: s.cfg.Heartbeat},
 		flushing:    deadlineQueue[*side]{d: flushTimeout},
 		lingering:   deadlineQueue[*side]{d: lingerTimeout},
+		yielded:     deadlineQueue[*side]{d: yieldFor},
 		watched:     make(map[int32]*side),
 		iov:         make([]unix.Iovec, 0, iovMax),
 		targetIov:   make([][]byte, 0, 64),
@@ -78,7 +84,7 @@ func newLoop(s *server, el gnet.EventLoop, epfd int) *loop {
 		}
 	})
 	l.timer.Stop()
-	for _, added := range []*func(int64){&l.firstByte.added, &l.requestHead.added, &l.heartbeat.added, &l.flushing.added, &l.lingering.added} {
+	for _, added := range []*func(int64){&l.firstByte.added, &l.requestHead.added, &l.heartbeat.added, &l.flushing.added, &l.lingering.added, &l.yielded.added} {
 		*added = l.wakeAt
 	}
 	return l
@@ -99,6 +105,16 @@ func (l *loop) scratchFor(n int) []byte {
 		l.scratch = make([]byte, n)
 	}
 	return l.scratch[:n]
+}
+
+// alone reports whether s has had the loop to itself lately: no other
+// session was read within contendedFor.
+func (l *loop) alone(s *session, now int64) bool {
+	if l.lastRead != s && now-l.lastReadAt < int64(contendedFor) {
+		l.sharedUntil = now + int64(contendedFor)
+	}
+	l.lastRead, l.lastReadAt = s, now
+	return now >= l.sharedUntil
 }
 
 // join returns a and b in one slice of the loop's (TLS writes whole frames
@@ -126,7 +142,8 @@ func (l *loop) Run(context.Context) error {
 	}
 	l.flushing.expire(now, (*side).flushExpired)
 	l.lingering.expire(now, (*side).lingerExpired)
-	for _, at := range [...]int64{l.firstByte.next(), l.requestHead.next(), l.heartbeat.next(), l.flushing.next(), l.lingering.next()} {
+	l.yielded.expire(now, (*side).yieldExpired)
+	for _, at := range [...]int64{l.firstByte.next(), l.requestHead.next(), l.heartbeat.next(), l.flushing.next(), l.lingering.next(), l.yielded.next()} {
 		if at != 0 {
 			l.wakeAt(at)
 		}

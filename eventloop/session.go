@@ -73,9 +73,22 @@ func (s *session) relaying() bool { return s.m.Phase() == codec.Relaying }
 
 // ---- what the sockets deliver ----
 
-// readable handles what gnet read from one side.
+// readable handles what gnet read from one side. A session that shares
+// its loop with others and took a whole read yields: that side is not read
+// again for yieldFor, so that one bulk transfer cannot take turn after turn
+// while interactive sessions on the loop wait.
 func (s *session) readable(sd *side) {
 	buf, _ := sd.c.Next(-1)
+	s.consume(sd, buf)
+	if len(buf) == readChunk && sd.stage == open && !s.l.alone(s, time.Now().UnixNano()) {
+		sd.yielding = true
+		s.l.yielded.add(time.Now().UnixNano(), sd)
+	}
+	s.sync()
+}
+
+// consume hands bytes read from a side to where they go.
+func (s *session) consume(sd *side, buf []byte) {
 	switch {
 	case sd.stage != open || sd.closeAsked || sd.gone:
 		// Closing: what the peer still sends is dropped.
@@ -90,7 +103,6 @@ func (s *session) readable(sd *side) {
 	default:
 		s.fromTarget(buf)
 	}
-	s.sync()
 }
 
 // fromClient gives the machine what the client sent (plaintext), after
@@ -441,7 +453,7 @@ func (s *session) sync() {
 	if !c.gone {
 		switch c.stage {
 		case open:
-			read := s.m.Phase() != codec.Handshaking && len(c.held) < holdLimit && c.out.len() < replyLimit
+			read := s.m.Phase() != codec.Handshaking && len(c.held) < holdLimit && c.out.len() < replyLimit && !c.yielding
 			if read && t.c != nil && !t.gone && t.stage == open {
 				read = t.hasRoom(readChunk + tlsSlack)
 				t.loop().watch(t, t.watchEvents())
@@ -457,7 +469,7 @@ func (s *session) sync() {
 	if t.c != nil && !t.gone {
 		switch t.stage {
 		case open:
-			read := !c.gone && c.stage == open && c.hasRoom(s.m.FrameLen(readChunk)+tlsSlack)
+			read := !t.yielding && !c.gone && c.stage == open && c.hasRoom(s.m.FrameLen(readChunk)+tlsSlack)
 			t.setReading(read)
 			c.loop().watch(c, c.watchEvents())
 		case flushing:

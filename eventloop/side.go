@@ -45,6 +45,7 @@ type side struct {
 	room       int        // bytes its socket buffer takes now, as far as is known
 	sndbuf     int        // its socket's send buffer, when room was measured
 	wantRoom   int        // a read of the peer waits for this much room (drain poller)
+	yielding   bool       // not read for a while: it took a whole read on a shared loop
 	stage      closeStage // how far closing has gone
 	closeAsked bool       // gnet was asked to close it
 	gone       bool       // gnet closed it: nothing more to do with it
@@ -324,6 +325,16 @@ func (sd *side) flushExpired(at int64) {
 		sd.sess.debugf("%s: output not taken within %v, closing", sd.sess.addr, flushTimeout)
 		sd.out.reset()
 		sd.closeNow()
+	}
+}
+
+// yieldExpired lets a side that yielded its loop be read again.
+func (sd *side) yieldExpired(int64) {
+	if sd.yielding {
+		sd.yielding = false
+		if !sd.gone {
+			sd.sess.sync()
+		}
 	}
 }
 
