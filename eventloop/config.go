@@ -86,9 +86,9 @@ const (
 	// read buffer). Large reads mean few system calls and wakeups per byte,
 	// which on loopback is most of the cost of moving it.
 	readChunk = 256 << 10
-	// A session that shares its loop and takes a whole read yields the
-	// loop for yieldFor (session.readable); contendedFor is how recently
-	// another session must have been read for a loop to count as shared.
+	// When several sessions of a loop take whole reads, each that takes
+	// one is not read again for yieldFor (session.readable); contendedFor
+	// is how recently another must have taken one.
 	yieldFor     = 500 * time.Microsecond
 	contendedFor = 2 * time.Millisecond
 	// tlsSlack covers TLS records' own bytes in what one read becomes.

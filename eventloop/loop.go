@@ -49,9 +49,9 @@ type loop struct {
 	plain      []byte
 	joined     []byte
 
-	lastRead    *session // the session read last, and when (unix nanos)
+	lastRead    *session // the session that took a whole read last, and when (unix nanos)
 	lastReadAt  int64
-	sharedUntil int64 // until then, other sessions are active on the loop
+	sharedUntil int64 // until then, several sessions take whole reads on this loop
 
 	// The loop's timers fire from one runtime timer set to the earliest
 	// deadline, so a loop with nothing due is never woken: a thousand
@@ -107,8 +107,11 @@ func (l *loop) scratchFor(n int) []byte {
 	return l.scratch[:n]
 }
 
-// alone reports whether s has had the loop to itself lately: no other
-// session was read within contendedFor.
+// alone notes that s took a whole read at now and reports whether no other
+// session did so within contendedFor. Only whole reads count: they are
+// what makes a loop's turn long, and a lone bulk transfer among
+// interactive sessions takes one per round of the loop like every other
+// socket.
 func (l *loop) alone(s *session, now int64) bool {
 	if l.lastRead != s && now-l.lastReadAt < int64(contendedFor) {
 		l.sharedUntil = now + int64(contendedFor)

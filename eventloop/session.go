@@ -73,10 +73,11 @@ func (s *session) relaying() bool { return s.m.Phase() == codec.Relaying }
 
 // ---- what the sockets deliver ----
 
-// readable handles what gnet read from one side. A session that shares
-// its loop with others and took a whole read yields: that side is not read
-// again for yieldFor, so that one bulk transfer cannot take turn after turn
-// while interactive sessions on the loop wait.
+// readable handles what gnet read from one side. When several sessions of
+// the loop are taking whole reads (bulk transfers), each that takes one
+// yields that side for yieldFor, so that they take turns, and the
+// interactive sessions between them, rather than each taking a whole read
+// every round of the loop.
 func (s *session) readable(sd *side) {
 	buf, _ := sd.c.Next(-1)
 	s.consume(sd, buf)
