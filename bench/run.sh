@@ -40,6 +40,18 @@ mkdir -p "$results" "$out"
 
 say() { printf '\n== %s\n' "$*" >&2; }
 
+# Kernel settings changed for a run, as FILE=VALUE, put back by
+# restore_sysctls (and on exit, however the script ends).
+restore=()
+restore_sysctls() {
+	local r
+	for r in "${restore[@]}"; do
+		echo "${r#*=}" >"${r%%=*}"
+	done
+	restore=()
+}
+trap restore_sysctls EXIT
+
 say "building bin/loadtest and bin/websockify"
 go build -o bin/loadtest ./loadtest || exit 1
 if ! go build -o bin/websockify ./cmd/websockify; then
@@ -237,9 +249,25 @@ done
 # Stalled sessions: ours, and the relay as the reference (no user-space
 # buffer at all). Python would fail past ~500 sessions and Node does no flow
 # control, so they are left out.
+# Each stalled session leaves megabytes in the kernel's socket buffers
+# (the peers' and the proxy's), and loadtest opens only as many as fit
+# under 70% of the kernel's TCP pressure threshold (tcp_mem[1]), past which
+# Linux shrinks every socket's buffers. As root, the threshold is raised to
+# half the machine's memory for these runs (and put back), so that all of
+# them can be stalled; without root the run says how many fitted.
+tcp_mem_file=/proc/sys/net/ipv4/tcp_mem
+old_tcp_mem=$(cat "$tcp_mem_file")
+mem_pages=$(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 4))
+read -r _ tcp_press _ <<<"$old_tcp_mem"
+if ((tcp_press < mem_pages / 2)) &&
+	echo "$((mem_pages * 2 / 5)) $((mem_pages / 2)) $((mem_pages * 3 / 5))" >"$tcp_mem_file" 2>/dev/null; then
+	restore+=("$tcp_mem_file=$old_tcp_mem")
+	say "kernel TCP memory thresholds raised for the stall runs (were $old_tcp_mem pages)"
+fi
 for p in ours relay; do
 	has "$p" && measure "$p" stall -conns "$stall_conns" "${stall_args[@]}"
 done
+restore_sysctls
 
 # Scale: our proxy with --workers holding scale_conns sessions (label
 # ours-workers). Every session's connection from the proxy to the target
@@ -253,7 +281,7 @@ if [[ " $proxies " == *" ours "* ]]; then
 	read -r lo hi <<<"$old_range"
 	if ((hi - lo + 1 < scale_conns + 1000)); then
 		if echo "1024 65535" >"$range_file" 2>/dev/null; then
-			trap 'echo "$old_range" >"$range_file"' EXIT
+			restore+=("$range_file=$old_range")
 			say "ephemeral ports widened to 1024-65535 for the scale run (was $old_range)"
 		else
 			echo "bench: cannot widen $range_file ($old_range) without root; the scale run will stop short" >&2
