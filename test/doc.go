@@ -20,6 +20,12 @@
 // Screenshots of the browser tests are written to test/out/.
 //
 // The backpressure test (1 GiB each way against a 10 MB/s reader) takes
-// about two minutes of wall time and runs by default; everything else runs
-// alongside it.
+// about two minutes of wall time and the asymmetric session
+// (asymmetric_test.go: a fast writer that reads slowly against a client that
+// uploads and reads at 20 MB/s, every byte checked both ways) one minute;
+// both run by default, and everything else runs alongside them. How
+// sessions end is checked in lossless_close_test.go (every byte and the
+// close frame arrive before the connection ends, never a reset) and
+// shutdown_test.go (SIGTERM and SIGINT: every ws and wss session gets 1001,
+// and the process exits 0, also when the signal comes during start-up).
 package test
