@@ -115,6 +115,9 @@ func NewSession(cfg *SessionConfig, addr string) Session {
 	return Session{cfg: cfg, addr: addr}
 }
 
+// Addr is the client's address, as logged.
+func (s *Session) Addr() string { return s.addr }
+
 // Phase reports where the session is.
 func (s *Session) Phase() Phase { return s.phase }
 

@@ -143,14 +143,14 @@ func (l *loop) watch(sd *side, events uint32) {
 	if !sd.registered {
 		op = unix.EPOLL_CTL_ADD
 	}
-	ev := unix.EpollEvent{Events: events | unix.EPOLLONESHOT, Fd: int32(sd.fd), Pad: int32(l.idx)}
-	if err := unix.EpollCtl(l.srv.drain.epfd, op, sd.fd, &ev); err != nil {
+	ev := unix.EpollEvent{Events: events | unix.EPOLLONESHOT, Fd: sd.fd, Pad: int32(l.idx)}
+	if err := unix.EpollCtl(l.srv.drain.epfd, op, int(sd.fd), &ev); err != nil {
 		l.srv.cfg.Log.Errorf("drain poller: epoll_ctl fd %d: %v", sd.fd, err)
 		return
 	}
 	if !sd.registered {
 		sd.registered = true
-		l.watched[int32(sd.fd)] = sd
+		l.watched[sd.fd] = sd
 	}
 	sd.armed = events
 }
@@ -160,9 +160,9 @@ func (l *loop) unwatch(sd *side) {
 	if !sd.registered {
 		return
 	}
-	_ = unix.EpollCtl(l.srv.drain.epfd, unix.EPOLL_CTL_DEL, sd.fd, nil)
-	if l.watched[int32(sd.fd)] == sd {
-		delete(l.watched, int32(sd.fd))
+	_ = unix.EpollCtl(l.srv.drain.epfd, unix.EPOLL_CTL_DEL, int(sd.fd), nil)
+	if l.watched[sd.fd] == sd {
+		delete(l.watched, sd.fd)
 	}
 	sd.registered = false
 	sd.armed = 0

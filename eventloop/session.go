@@ -28,21 +28,27 @@ type session struct {
 	m      codec.Session
 	client side
 	target side
-	addr   string // client address, as logged
+	x      *sessionState // what few sessions need; nil for most
+
+	prev, next *session    // in l.sessions
+	deadline   int64       // unix nanos: when the timer of the machine's phase is due
+	phase      codec.Phase // the machine's phase when that timer was set
 
 	// fds is what this session holds of the descriptor budget: its client,
 	// plus until the dial is over the reserve for it (fdbudget.go).
-	fds int64
+	fds int32
 
-	dialing   bool     // a dial is in flight; it reports back with dialDone
-	targetUp  bool     // the dialed target joined the loop
-	ended     bool     // the machine said Close: both sides are closing
-	finished  bool     // both sides are gone and the budget settled
+	dialing  bool // a dial is in flight; it reports back with dialDone
+	targetUp bool // the dialed target joined the loop
+	ended    bool // the machine said Close: both sides are closing
+	finished bool // both sides are gone and the budget settled
+}
+
+// sessionState is what only some sessions need, for a while or for good: a
+// TLS handshake running, a client certificate, a web response being sent.
+type sessionState struct {
 	handshake net.Conn // the TLS handshake's connection while it runs
 	clientCN  string   // subject CN of a verified client certificate
-
-	phase    codec.Phase // the machine's phase when its timer was set
-	deadline int64       // unix nanos: when that timer is due
 
 	// A web response being sent (web.go).
 	file         *os.File
@@ -50,13 +56,21 @@ type session struct {
 	chunkPending bool // a chunk is being read off the loop; it owns file meanwhile
 	webPending   bool // the response is being built off the loop
 	keepAlive    bool
-
-	prev, next *session // in l.sessions
 }
 
+func (s *session) state() *sessionState {
+	if s.x == nil {
+		s.x = &sessionState{}
+	}
+	return s.x
+}
+
+// addr is the client's address, as logged.
+func (s *session) addr() string { return s.m.Addr() }
+
 func newSession(l *loop, c gnet.Conn, fds int64) *session {
-	s := &session{l: l, addr: hostOf(c.RemoteAddr()), fds: fds}
-	s.m = codec.NewSession(&l.srv.sessionCfg, s.addr)
+	s := &session{l: l, fds: int32(fds)}
+	s.m = codec.NewSession(&l.srv.sessionCfg, hostOf(c.RemoteAddr()))
 	s.client = side{sess: s, isClient: true}
 	s.target = side{sess: s}
 	s.client.attach(c)
@@ -66,7 +80,7 @@ func newSession(l *loop, c gnet.Conn, fds int64) *session {
 }
 
 func (s *session) debugf(format string, args ...any) {
-	s.l.srv.cfg.Log.ConnDebugf(s.addr, format, args...)
+	s.l.srv.cfg.Log.ConnDebugf(s.addr(), format, args...)
 }
 
 func (s *session) relaying() bool { return s.m.Phase() == codec.Relaying }
@@ -96,8 +110,8 @@ func (s *session) consume(sd *side, buf []byte) {
 	case sd.isClient && s.m.Phase() == codec.Handshaking:
 		// Reading is off while the handshake's goroutine reads the socket;
 		// an event already queued for it is all that can land here.
-		s.debugf("%s: %d bytes during the TLS handshake dropped", s.addr, len(buf))
-	case sd.tls != nil:
+		s.debugf("%s: %d bytes during the TLS handshake dropped", s.addr(), len(buf))
+	case sd.tlsConn() != nil:
 		s.readTLS(sd, buf)
 	case sd.isClient:
 		s.fromClient(buf)
@@ -111,9 +125,9 @@ func (s *session) consume(sd *side, buf []byte) {
 func (s *session) fromClient(p []byte) {
 	sd := &s.client
 	fromHeld := false
-	if len(sd.held) > 0 {
-		sd.held = append(sd.held, p...)
-		p, fromHeld = sd.held, true
+	if sd.heldLen() > 0 {
+		sd.x.held = append(sd.x.held, p...)
+		p, fromHeld = sd.x.held, true
 	}
 	if len(p) > 0 {
 		s.traffic(trafficFromClient)
@@ -140,11 +154,14 @@ func (s *session) keep(p []byte, fromHeld bool) {
 	sd := &s.client
 	switch {
 	case len(p) == 0 || sd.stage != open:
-		sd.held = nil // an idle session keeps no buffer
+		if sd.x != nil {
+			sd.x.held = nil // an idle session keeps no buffer
+		}
 	case fromHeld:
-		sd.held = sd.held[:copy(sd.held, p)]
+		sd.x.held = sd.x.held[:copy(sd.x.held, p)]
 	default:
-		sd.held = append(sd.held[:0], p...)
+		x := sd.state()
+		x.held = append(x.held[:0], p...)
 	}
 }
 
@@ -205,7 +222,7 @@ func (s *session) flushTarget() {
 	if len(iov) == 0 {
 		return
 	}
-	if s.target.tls != nil {
+	if s.target.tlsConn() != nil {
 		s.target.send(joinAll(l, iov), nil) // one record rather than one per frame
 	} else {
 		s.target.sendv(iov)
@@ -253,9 +270,9 @@ func (s *session) Scratch(n int) []byte { return s.l.scratchFor(n) }
 // Log writes one of the machine's lines about this client.
 func (s *session) Log(debug bool, msg string) {
 	if debug {
-		s.l.srv.cfg.Log.ConnDebugf(s.addr, "%s", msg)
+		s.l.srv.cfg.Log.ConnDebugf(s.addr(), "%s", msg)
 	} else {
-		s.l.srv.cfg.Log.Connf(s.addr, "%s", msg)
+		s.l.srv.cfg.Log.Connf(s.addr(), "%s", msg)
 	}
 }
 
@@ -323,16 +340,17 @@ func (s *session) targetOpened(c gnet.Conn, e *enrolled) gnet.Action {
 	s.targetUp = true
 	reserve := s.l.srv.budget.dialReserve
 	s.l.srv.budget.add(-(reserve - 1)) // the target's own descriptor stays counted
-	s.fds -= reserve - 1
+	s.fds -= int32(reserve - 1)
 	if e.tls != nil {
-		s.target.tls, s.target.wire = e.tls, e.wire
+		x := s.target.state()
+		x.tls, x.wire = e.tls, e.wire
 		e.wire.sd = &s.target
 	}
 	if s.m.Dialed() == codec.Close || s.ended {
 		s.target.closeAsked = true
 		return gnet.Close // OnClose settles the descriptor
 	}
-	if s.target.tls != nil {
+	if s.target.tlsConn() != nil {
 		s.readTLS(&s.target, nil) // what came with the handshake's last flight
 	}
 	s.fromClient(nil) // what the client sent while the target was dialed
@@ -349,7 +367,7 @@ func (s *session) dialDone(err error) {
 		// it closed the descriptor itself.)
 		reserve := s.l.srv.budget.dialReserve
 		s.l.srv.budget.add(-reserve)
-		s.fds -= reserve
+		s.fds -= int32(reserve)
 		if err == nil {
 			err = errors.New("the event loop did not take the connection")
 		}
@@ -366,8 +384,8 @@ func (s *session) end() {
 		return
 	}
 	s.ended = true
-	if s.handshake != nil {
-		_ = s.handshake.Close() // its goroutine reports back and finds the session ended
+	if s.x != nil && s.x.handshake != nil {
+		_ = s.x.handshake.Close() // its goroutine reports back and finds the session ended
 	}
 	s.closeFile()
 	s.client.startClosing()
@@ -379,8 +397,8 @@ func (s *session) sideClosed(sd *side, err error) {
 	if sd.gone {
 		return
 	}
-	if sd.err != nil {
-		err = sd.err
+	if sd.x != nil && sd.x.err != nil {
+		err = sd.x.err
 	}
 	sd.closed()
 	s.l.srv.budget.add(-1)
@@ -408,7 +426,7 @@ func (s *session) sideReady(sd *side, events uint32) {
 	sd.blocked = false
 	sd.roomReady()
 	sd.flush()
-	if sd.stage == flushing && sd.out.len() == 0 {
+	if sd.stage == flushing && sd.queued() == 0 {
 		sd.shutWrite()
 	}
 	if sd.isClient {
@@ -454,7 +472,7 @@ func (s *session) sync() {
 	if !c.gone {
 		switch c.stage {
 		case open:
-			read := s.m.Phase() != codec.Handshaking && len(c.held) < holdLimit && c.out.len() < replyLimit && !c.yielding
+			read := s.m.Phase() != codec.Handshaking && c.heldLen() < holdLimit && c.queued() < replyLimit && !c.yielding
 			if read && t.c != nil && !t.gone && t.stage == open {
 				read = t.hasRoom(readChunk + tlsSlack)
 				t.loop().watch(t, t.watchEvents())
@@ -480,7 +498,12 @@ func (s *session) sync() {
 		}
 	}
 
-	if s.ended && c.gone && (t.c == nil || t.gone) && !s.dialing && s.handshake == nil {
+	c.shrink()
+	t.shrink()
+	if s.x != nil && s.x.handshake == nil && s.x.file == nil && !s.x.webPending && !s.x.chunkPending && s.x.clientCN == "" {
+		s.x = nil
+	}
+	if s.ended && c.gone && (t.c == nil || t.gone) && !s.dialing && (s.x == nil || s.x.handshake == nil) {
 		s.finish()
 	}
 }
@@ -489,7 +512,7 @@ func (s *session) sync() {
 func (s *session) finish() {
 	s.finished = true
 	s.l.sessions.remove(s)
-	s.l.srv.budget.add(-s.fds) // the dial reserve, if no dial used it
+	s.l.srv.budget.add(-int64(s.fds)) // the dial reserve, if no dial used it
 	s.fds = 0
 	s.l.srv.sessionEnded(s.m.Upgraded())
 }
@@ -508,7 +531,7 @@ func (s *session) requestHeadExpired(at int64) {
 	if s.deadline != at || s.finished {
 		return
 	}
-	s.act(s.m.RequestHeadExpired(len(s.client.held) > 0, s))
+	s.act(s.m.RequestHeadExpired(s.client.heldLen() > 0, s))
 	s.sync()
 }
 

@@ -28,31 +28,85 @@ import (
 // only then closes. A close over unread input would make the kernel send a
 // reset, which discards what the peer had not yet read.
 type side struct {
-	sess     *session
-	c        gnet.Conn // nil until the target is connected
-	fd       int
-	isClient bool
+	sess *session
+	c    gnet.Conn  // nil until the target is connected
+	x    *sideState // what a busy side needs; nil for an idle plain socket
 
-	out  outQueue // bytes for the socket that the kernel has not taken
-	held []byte   // client input the session could not use yet
+	fd       int32
+	room     int32 // bytes its socket buffer takes now, as far as is known
+	sndbuf   int32 // its socket's send buffer, when room was measured
+	wantRoom int32 // a read of the peer waits for this much room (drain poller)
+	armed    uint32
+	stage    closeStage // how far closing has gone
 
-	// A TLS transport, once its handshake is done (tls.go).
-	tls  *tls.Conn
-	wire *tlsWire
+	isClient   bool
+	reading    bool // EPOLLIN is in gnet's registration
+	blocked    bool // the last write would block: wait for the drain poller
+	yielding   bool // not read for a while: it took a whole read on a shared loop
+	closeAsked bool // gnet was asked to close it
+	gone       bool // gnet closed it: nothing more to do with it
+	registered bool // in the drain poller
+}
 
-	reading    bool       // EPOLLIN is in gnet's registration
-	blocked    bool       // the last write would block: wait for the drain poller
-	room       int        // bytes its socket buffer takes now, as far as is known
-	sndbuf     int        // its socket's send buffer, when room was measured
-	wantRoom   int        // a read of the peer waits for this much room (drain poller)
-	yielding   bool       // not read for a while: it took a whole read on a shared loop
-	stage      closeStage // how far closing has gone
-	closeAsked bool       // gnet was asked to close it
-	gone       bool       // gnet closed it: nothing more to do with it
-	registered bool       // in the drain poller
-	armed      uint32     // events armed there
-	deadline   int64      // unix nanos: end of the flush or linger stage
-	err        error      // why a write failed, for the log
+// sideState is the part of a side that an idle plain socket does not need,
+// allocated when first needed and dropped when no longer (shrink): a held
+// session costs a few words per socket.
+type sideState struct {
+	out      outQueue  // bytes for the socket that the kernel has not taken
+	held     []byte    // client input the session could not use yet
+	tls      *tls.Conn // a TLS transport, once its handshake is done (tls.go)
+	wire     *tlsWire
+	deadline int64 // unix nanos: end of the flush or linger stage
+	err      error // why a write failed, for the log
+}
+
+func (sd *side) state() *sideState {
+	if sd.x == nil {
+		sd.x = &sideState{}
+	}
+	return sd.x
+}
+
+// shrink drops the side's state once it holds nothing.
+func (sd *side) shrink() {
+	if x := sd.x; x != nil && x.out.len() == 0 && x.held == nil && x.tls == nil && x.err == nil && sd.stage == open {
+		sd.x = nil
+	}
+}
+
+// queued is how many bytes wait to be written to the socket.
+func (sd *side) queued() int {
+	if sd.x == nil {
+		return 0
+	}
+	return sd.x.out.len()
+}
+
+// queue copies p to the end of what waits to be written.
+func (sd *side) queue(p []byte) {
+	if len(p) > 0 {
+		sd.state().out.add(p)
+	}
+}
+
+func (sd *side) tlsConn() *tls.Conn {
+	if sd.x == nil {
+		return nil
+	}
+	return sd.x.tls
+}
+
+func (sd *side) heldLen() int {
+	if sd.x == nil {
+		return 0
+	}
+	return len(sd.x.held)
+}
+
+func (sd *side) setErr(err error) {
+	if x := sd.state(); x.err == nil {
+		x.err = err
+	}
 }
 
 type closeStage uint8
@@ -65,7 +119,7 @@ const (
 
 func (sd *side) attach(c gnet.Conn) {
 	sd.c = c
-	sd.fd = c.Fd()
+	sd.fd = int32(c.Fd())
 	sd.reading = true // gnet registers new connections for reading
 	c.SetContext(sd)
 }
@@ -78,15 +132,15 @@ func (sd *side) send(a, b []byte) {
 	if sd.gone || sd.c == nil {
 		return
 	}
-	if sd.tls != nil {
-		_, _ = sd.tls.Write(sd.loop().join(a, b)) // records go to sd.out (tlsWire)
+	if tc := sd.tlsConn(); tc != nil {
+		_, _ = tc.Write(sd.loop().join(a, b)) // records are queued (tlsWire)
 		sd.flush()
 		return
 	}
-	if sd.out.len() == 0 && !sd.blocked {
+	if sd.queued() == 0 && !sd.blocked {
 		l := sd.loop()
 		iov := appendIovec(appendIovec(l.iov[:0], a), b)
-		n, err := writev(sd.fd, iov)
+		n, err := writev(int(sd.fd), iov)
 		clear(iov)
 		if err != nil && err != unix.EAGAIN {
 			sd.failed(err)
@@ -97,9 +151,9 @@ func (sd *side) send(a, b []byte) {
 		a, n = a[k:], n-k
 		b = b[min(n, len(b)):]
 	}
-	sd.out.add(a)
-	sd.out.add(b)
-	if sd.out.len() > 0 {
+	sd.queue(a)
+	sd.queue(b)
+	if sd.queued() > 0 {
 		sd.block()
 	}
 }
@@ -109,7 +163,7 @@ func (sd *side) sendv(bufs [][]byte) {
 	if sd.gone || sd.c == nil || len(bufs) == 0 {
 		return
 	}
-	if sd.tls != nil || len(bufs) <= 2 {
+	if sd.tlsConn() != nil || len(bufs) <= 2 {
 		for len(bufs) > 0 {
 			var b []byte
 			if len(bufs) > 1 {
@@ -120,13 +174,13 @@ func (sd *side) sendv(bufs [][]byte) {
 		}
 		return
 	}
-	if sd.out.len() == 0 && !sd.blocked {
+	if sd.queued() == 0 && !sd.blocked {
 		l := sd.loop()
 		iov := l.iov[:0]
 		for _, b := range bufs {
 			iov = appendIovec(iov, b)
 		}
-		n, err := writev(sd.fd, iov)
+		n, err := writev(int(sd.fd), iov)
 		clear(iov)
 		if err != nil && err != unix.EAGAIN {
 			sd.failed(err)
@@ -147,9 +201,9 @@ func (sd *side) sendv(bufs [][]byte) {
 		}
 	}
 	for _, b := range bufs {
-		sd.out.add(b)
+		sd.queue(b)
 	}
-	if sd.out.len() > 0 {
+	if sd.queued() > 0 {
 		sd.block()
 	}
 }
@@ -157,19 +211,19 @@ func (sd *side) sendv(bufs [][]byte) {
 // flush writes what is queued, as far as the kernel takes it.
 func (sd *side) flush() {
 	l := sd.loop()
-	for sd.out.len() > 0 && !sd.blocked && !sd.gone {
-		iov := sd.out.iovecs(l.iov[:0], iovMax)
+	for sd.queued() > 0 && !sd.blocked && !sd.gone {
+		iov := sd.x.out.iovecs(l.iov[:0], iovMax)
 		want := 0
 		for _, v := range iov {
 			want += int(v.Len)
 		}
-		n, err := writev(sd.fd, iov)
+		n, err := writev(int(sd.fd), iov)
 		clear(iov)
 		if err != nil && err != unix.EAGAIN {
 			sd.failed(err)
 			return
 		}
-		sd.out.discard(n)
+		sd.x.out.discard(n)
 		sd.wrote(n, n == want)
 		if n < want {
 			sd.block()
@@ -184,7 +238,7 @@ const writeCost = 1 << 10
 // wrote keeps room up to date after a write of n bytes, complete or not.
 func (sd *side) wrote(n int, complete bool) {
 	if complete {
-		sd.room -= n + writeCost
+		sd.room -= int32(min(n+writeCost, 1<<30))
 	} else {
 		sd.room = 0
 	}
@@ -197,16 +251,16 @@ func (sd *side) wrote(n int, complete bool) {
 // half its buffer, so that it is read at all.
 func (sd *side) hasRoom(n int) bool {
 	switch {
-	case sd.gone || sd.c == nil || sd.blocked || sd.out.len() > 0 || sd.wantRoom > 0:
+	case sd.gone || sd.c == nil || sd.blocked || sd.queued() > 0 || sd.wantRoom > 0:
 		return false
-	case sd.room >= n:
-		return true
+	case sd.sndbuf > 0 && int(sd.room) >= min(n, int(sd.sndbuf)/2):
+		return true // known without asking: writes since the last look are counted
 	}
 	sd.measureRoom()
-	if sd.room >= min(n, sd.sndbuf/2) {
+	if int(sd.room) >= min(n, int(sd.sndbuf)/2) {
 		return true
 	}
-	sd.wantRoom = n
+	sd.wantRoom = int32(n)
 	return false
 }
 
@@ -222,8 +276,8 @@ func (sd *side) measureRoom() {
 		return
 	}
 	used := max(mi[unix.SK_MEMINFO_WMEM_QUEUED], mi[unix.SK_MEMINFO_WMEM_ALLOC])
-	sd.sndbuf = int(mi[unix.SK_MEMINFO_SNDBUF])
-	sd.room = sd.sndbuf - int(used)
+	sd.sndbuf = int32(min(mi[unix.SK_MEMINFO_SNDBUF], 1<<30))
+	sd.room = sd.sndbuf - int32(min(used, 1<<30))
 }
 
 // roomReady runs when the drain poller says a socket that was short of
@@ -264,10 +318,8 @@ func (sd *side) watchEvents() uint32 {
 // failed handles a write error: the connection is broken, so nothing queued
 // can be delivered. gnet closes it and the session hears of it in OnClose.
 func (sd *side) failed(err error) {
-	if sd.err == nil {
-		sd.err = err
-	}
-	sd.out.reset()
+	sd.setErr(err)
+	sd.x.out.reset() // setErr made x
 	sd.blocked = false
 	sd.closeNow()
 }
@@ -277,7 +329,7 @@ func (sd *side) setReading(on bool) {
 	if sd.reading == on || sd.gone || sd.c == nil || sd.closeAsked {
 		return
 	}
-	if err := setReading(sd.loop().epfd, sd.fd, on); err != nil {
+	if err := setReading(sd.loop().epfd, int(sd.fd), on); err != nil {
 		sd.sess.debugf("epoll_ctl: %v", err)
 		return
 	}
@@ -291,17 +343,18 @@ func (sd *side) startClosing() {
 		return
 	}
 	sd.stage = flushing
-	sd.held = nil
-	if sd.tls != nil {
-		_ = sd.tls.CloseWrite()
+	x := sd.state()
+	x.held = nil
+	if x.tls != nil {
+		_ = x.tls.CloseWrite()
 	}
 	sd.flush()
 	sd.setReading(false)
-	if sd.out.len() == 0 {
+	if sd.queued() == 0 {
 		sd.shutWrite()
 		return
 	}
-	sd.deadline = sd.loop().flushing.add(time.Now().UnixNano(), sd)
+	x.deadline = sd.loop().flushing.add(time.Now().UnixNano(), sd)
 }
 
 // shutWrite sends FIN after everything queued, then reads and drops what
@@ -310,20 +363,20 @@ func (sd *side) shutWrite() {
 	if sd.gone || sd.closeAsked {
 		return
 	}
-	if err := unix.Shutdown(sd.fd, unix.SHUT_WR); err != nil {
+	if err := unix.Shutdown(int(sd.fd), unix.SHUT_WR); err != nil {
 		sd.closeNow()
 		return
 	}
 	sd.stage = lingering
 	sd.setReading(true)
-	sd.deadline = sd.loop().lingering.add(time.Now().UnixNano(), sd)
+	sd.state().deadline = sd.loop().lingering.add(time.Now().UnixNano(), sd)
 }
 
 // flushExpired closes a side whose peer did not take its queue in time.
 func (sd *side) flushExpired(at int64) {
-	if sd.stage == flushing && sd.deadline == at && !sd.gone {
-		sd.sess.debugf("%s: output not taken within %v, closing", sd.sess.addr, flushTimeout)
-		sd.out.reset()
+	if sd.stage == flushing && sd.x.deadline == at && !sd.gone {
+		sd.sess.debugf("%s: output not taken within %v, closing", sd.sess.addr(), flushTimeout)
+		sd.x.out.reset()
 		sd.closeNow()
 	}
 }
@@ -340,7 +393,7 @@ func (sd *side) yieldExpired(int64) {
 
 // lingerExpired closes a side whose peer did not close in time.
 func (sd *side) lingerExpired(at int64) {
-	if sd.stage == lingering && sd.deadline == at && !sd.gone {
+	if sd.stage == lingering && sd.x.deadline == at && !sd.gone {
 		sd.closeNow()
 	}
 }
@@ -359,10 +412,11 @@ func (sd *side) closeNow() {
 func (sd *side) closed() {
 	sd.gone = true
 	sd.loop().unwatch(sd)
-	sd.out.reset()
-	sd.held = nil
+	if sd.x != nil {
+		sd.x.out.reset()
+		sd.x.held = nil
+		sd.x.tls, sd.x.wire = nil, nil
+	}
 	sd.blocked = false
 	sd.wantRoom = 0
-	sd.tls = nil
-	sd.wire = nil
 }

@@ -71,7 +71,7 @@ func (w *tlsWire) Write(p []byte) (int, error) {
 		return w.blocking.Write(p)
 	}
 	if w.sd != nil && !w.sd.gone {
-		w.sd.out.add(p) // flushed by whoever called crypto/tls
+		w.sd.queue(p) // flushed by whoever called crypto/tls
 	}
 	return len(p), nil
 }
@@ -146,7 +146,7 @@ func (s *session) startTLS(prefix []byte) {
 	}
 	wire := &tlsWire{blocking: &prefixedConn{Conn: nc, pre: bytes.Clone(prefix)}, sd: c}
 	tc := tls.Server(wire, s.l.srv.cfg.TLS)
-	s.handshake = nc
+	s.state().handshake = nc
 	el := s.l.el
 	go func() {
 		_ = nc.SetDeadline(time.Now().Add(tlsHandshakeTimeout))
@@ -175,9 +175,9 @@ func dupConn(c gnet.Conn) (net.Conn, error) {
 
 // tlsDone runs on the loop when the client's handshake is over.
 func (s *session) tlsDone(tc *tls.Conn, wire *tlsWire, err error) {
-	if nc := s.handshake; nc != nil {
-		s.handshake = nil
-		_ = nc.Close()
+	if x := s.x; x != nil && x.handshake != nil {
+		_ = x.handshake.Close()
+		x.handshake = nil
 	}
 	wire.blocking = nil
 	switch {
@@ -186,10 +186,12 @@ func (s *session) tlsDone(tc *tls.Conn, wire *tlsWire, err error) {
 		s.act(s.m.TLSFailed(err, s))
 	default:
 		c := &s.client
-		c.tls, c.wire = tc, wire
+		cx := c.state()
+		cx.tls, cx.wire = tc, wire
 		if st := tc.ConnectionState(); len(st.PeerCertificates) > 0 {
-			s.clientCN = st.PeerCertificates[0].Subject.CommonName
-			s.debugf("%s: client certificate CN '%s'", s.addr, s.clientCN)
+			cn := st.PeerCertificates[0].Subject.CommonName
+			s.state().clientCN = cn
+			s.debugf("%s: client certificate CN '%s'", s.addr(), cn)
 		}
 		s.m.TLSReady()
 		s.readTLS(c, nil) // what came with the handshake's last flight
@@ -229,12 +231,12 @@ func targetTLSConfig(cfg Config) *tls.Config {
 // readTLS decrypts what the loop read from a TLS side (in, which crypto/tls
 // takes whole before this returns) and delivers the plaintext.
 func (s *session) readTLS(sd *side, in []byte) {
-	w := sd.wire
+	w, tc := sd.x.wire, sd.x.tls
 	w.in = in
 	plain := s.l.plain
 	k := 0
 	for !sd.gone && sd.stage == open {
-		n, err := sd.tls.Read(plain[k:])
+		n, err := tc.Read(plain[k:])
 		k += n
 		if k > 0 && (k == len(plain) || err != nil) {
 			s.deliver(sd, plain[:k])

@@ -36,7 +36,7 @@ func (s *session) serveWeb() {
 	req := s.m.WebRequest()
 	web := s.l.srv.web
 	el := s.l.el
-	s.webPending = true
+	s.state().webPending = true
 	err := goroutine.DefaultWorkerPool.Submit(func() {
 		resp := web.Serve(req, time.Now())
 		ready := gnet.RunnableFunc(func(context.Context) error {
@@ -48,14 +48,15 @@ func (s *session) serveWeb() {
 		}
 	})
 	if err != nil {
-		s.webPending = false
+		s.x.webPending = false
 		s.act(s.m.WebFailed(err, s))
 	}
 }
 
 // responseReady runs on the loop when a response has been built.
 func (s *session) responseReady(resp *webserver.Response) {
-	s.webPending = false
+	x := s.state()
+	x.webPending = false
 	if s.ended {
 		if resp.File != nil {
 			_ = resp.File.Close()
@@ -65,9 +66,9 @@ func (s *session) responseReady(resp *webserver.Response) {
 	}
 	s.m.WebStatus(resp.Status, s)
 	s.client.send(resp.Head, resp.Body)
-	s.keepAlive = resp.KeepAlive
+	x.keepAlive = resp.KeepAlive
 	if resp.File != nil {
-		s.file, s.fileLeft = resp.File, resp.FileSize
+		x.file, x.fileLeft = resp.File, resp.FileSize
 		s.pumpFile()
 	} else {
 		s.webDone()
@@ -79,11 +80,12 @@ func (s *session) responseReady(resp *webserver.Response) {
 // once the client has taken the previous ones; otherwise the drain poller
 // calls it again (session.sideReady).
 func (s *session) pumpFile() {
-	if s.chunkPending || s.file == nil || s.ended || s.client.out.len() > 0 {
+	x := s.x
+	if x == nil || x.chunkPending || x.file == nil || s.ended || s.client.queued() > 0 {
 		return
 	}
-	s.chunkPending = true
-	f, n := s.file, min(s.fileLeft, fileChunk)
+	x.chunkPending = true
+	f, n := x.file, min(x.fileLeft, fileChunk)
 	el := s.l.el
 	err := goroutine.DefaultWorkerPool.Submit(func() {
 		bp := chunkPool.Get().(*[]byte)
@@ -100,14 +102,15 @@ func (s *session) pumpFile() {
 		}
 	})
 	if err != nil {
-		s.chunkPending = false
+		x.chunkPending = false
 		s.fileFailed(err)
 	}
 }
 
 // chunkRead runs on the loop with the next piece of the file.
 func (s *session) chunkRead(buf []byte, err error) {
-	s.chunkPending = false
+	x := s.state()
+	x.chunkPending = false
 	switch {
 	case s.ended:
 		s.closeFile()
@@ -115,8 +118,8 @@ func (s *session) chunkRead(buf []byte, err error) {
 		s.fileFailed(err)
 	default:
 		s.client.send(buf, nil) // copied where the kernel does not take it
-		s.fileLeft -= int64(len(buf))
-		if s.fileLeft > 0 {
+		x.fileLeft -= int64(len(buf))
+		if x.fileLeft > 0 {
 			s.pumpFile()
 		} else {
 			s.closeFile()
@@ -129,22 +132,22 @@ func (s *session) chunkRead(buf []byte, err error) {
 // fileFailed ends a download cut short (the file shrank, say): the
 // Content-Length already sent cannot be honoured, so the connection closes.
 func (s *session) fileFailed(err error) {
-	name := s.file.Name()
+	name := s.x.file.Name()
 	s.closeFile()
 	s.act(s.m.WebFailed(fmt.Errorf("reading %s: %v", name, err), s))
 }
 
 func (s *session) closeFile() {
-	if s.file != nil && !s.chunkPending {
-		_ = s.file.Close()
-		s.file = nil
+	if x := s.x; x != nil && x.file != nil && !x.chunkPending {
+		_ = x.file.Close()
+		x.file = nil
 	}
 }
 
 // webDone tells the machine the response is out: it reads the next
 // request (perhaps already held) or closes.
 func (s *session) webDone() {
-	step := s.m.WebDone(s.keepAlive)
+	step := s.m.WebDone(s.x != nil && s.x.keepAlive)
 	s.act(step)
 	if step == codec.Continue {
 		s.fromClient(nil) // a pipelined request
