@@ -197,7 +197,7 @@ func TestTLSOnePort(t *testing.T) {
 	pk := newPKI(t)
 	echo := startEcho(t)
 	p := startProxy(t, echo.addr, "--cert", pk.bundleFile)
-	if !strings.Contains(p.stderr.String(), "  - SSL/TLS support") {
+	if !waitLog(p, "  - SSL/TLS support", 5*time.Second) {
 		t.Errorf("banner lacks the TLS line:\n%s", p.stderr.String())
 	}
 
@@ -305,7 +305,7 @@ func TestTLSSSLOnly(t *testing.T) {
 	pk := newPKI(t)
 	echo := startEcho(t)
 	p := startProxy(t, echo.addr, "--cert", pk.certFile, "--key", pk.keyFile, "--ssl-only")
-	if !strings.Contains(p.stderr.String(), "Deny non-SSL/TLS connections") {
+	if !waitLog(p, "Deny non-SSL/TLS connections", 5*time.Second) {
 		t.Errorf("banner lacks the ssl-only line:\n%s", p.stderr.String())
 	}
 	if _, err := dialWSE(p, modeBinary, nil); err == nil {
@@ -408,7 +408,10 @@ func TestTLSNoDefaultCert(t *testing.T) {
 	echo := startEcho(t)
 	// The proxy runs in the test's directory, which has no self.pem.
 	p := startProxy(t, echo.addr)
-	if !strings.Contains(p.stderr.String(), "No SSL/TLS support (no cert file)") {
+	// The banner goes out before the port is bound, but the pipe that
+	// carries it to the test may lag behind the connection that found the
+	// port open.
+	if !waitLog(p, "No SSL/TLS support (no cert file)", 5*time.Second) {
 		t.Errorf("banner:\n%s", p.stderr.String())
 	}
 	if _, err := dialTLS(p, pk.clientTLS(nil)); err == nil {
