@@ -119,9 +119,9 @@ func openMany[T any](e *env, want, parallel, maxFail int, limit time.Duration, s
 	return r
 }
 
-// openEcho opens a session and does its first round trip; the step limit is
-// the op timeout, cut short by the ramp deadline.
-func openEcho(e *env, size int, deadline time.Time) (*echoConn, error) {
+// openStep opens a session whose next step must end within the op timeout,
+// cut short by deadline.
+func openStep(e *env, deadline time.Time) (*session, error) {
 	s, err := e.client.open(background)
 	if err != nil {
 		return nil, err
@@ -131,6 +131,16 @@ func openEcho(e *env, size int, deadline time.Time) (*echoConn, error) {
 		stepEnd = deadline
 	}
 	_ = s.conn.SetDeadline(stepEnd)
+	return s, nil
+}
+
+// openEcho opens a session and does its first round trip; the step limit is
+// the op timeout, cut short by the ramp deadline.
+func openEcho(e *env, size int, deadline time.Time) (*echoConn, error) {
+	s, err := openStep(e, deadline)
+	if err != nil {
+		return nil, err
+	}
 	c := newEchoConn(s, size)
 	if err := c.s.roundTrip(c.wire, c.want, c.got); err != nil {
 		s.close()

@@ -590,13 +590,17 @@ func boolCmp(a, b bool) int {
 
 // runName is a run's mode with what tells it apart from the label's other
 // runs of the mode.
-func runName(r *Result) string {
+func runName(r *Result) string { return describeRun(r, " ×%d") }
+
+// describeRun names a run: its mode, direction, connections (with
+// connsFormat, when more than one) and whether bulk sessions ran beside it.
+func describeRun(r *Result, connsFormat string) string {
 	what := r.Mode
 	if r.Dir != "" {
 		what += " " + r.Dir
 	}
 	if r.Mode == "throughput" && tputConns(r) > 1 {
-		what += fmt.Sprintf(" ×%d", tputConns(r))
+		what += fmt.Sprintf(connsFormat, tputConns(r))
 	}
 	if r.Background > 0 {
 		what += " beside bulk"
@@ -607,16 +611,7 @@ func runName(r *Result) string {
 func writeNotes(b *strings.Builder, all []*Result) {
 	var lines []string
 	for _, r := range all {
-		what := r.Mode
-		if r.Dir != "" {
-			what += " " + r.Dir
-		}
-		if r.Mode == "throughput" && tputConns(r) > 1 {
-			what += fmt.Sprintf(", %d connections", tputConns(r))
-		}
-		if r.Background > 0 {
-			what += " beside bulk"
-		}
+		what := describeRun(r, ", %d connections")
 		for _, n := range r.Notes {
 			lines = append(lines, fmt.Sprintf("- %s, %s: %s", r.Label, what, oneLine(n)))
 		}

@@ -137,15 +137,10 @@ func (c *stallConn) read(n int64, opTimeout time.Duration, got, exp []byte, v *v
 // openStall opens a session, asks the target for the endless stream of seed
 // and reads the first prove bytes of it.
 func openStall(e *env, seed uint64, deadline time.Time, prove int64, v *verified) (*stallConn, error) {
-	s, err := e.client.open(background)
+	s, err := openStep(e, deadline)
 	if err != nil {
 		return nil, err
 	}
-	stepEnd := time.Now().Add(e.cfg.opTimeout)
-	if deadline.Before(stepEnd) {
-		stepEnd = deadline
-	}
-	_ = s.conn.SetDeadline(stepEnd)
 	if err := s.send(s.frame(opHeader(opDown, seed, stallStream))); err != nil {
 		s.close()
 		return nil, &phaseError{"send", err}

@@ -302,25 +302,7 @@ func TestCloseAfterTargetEnds(t *testing.T) {
 	t.Parallel()
 	pk := newPKI(t)
 	tg := startTarget(t, "tcp", "127.0.0.1:0", func(c *tconn) {
-		// The target reads everything and closes cleanly (FIN after its
-		// 4 MiB, then close once the proxy has closed its side): a target
-		// that closes with unread input would reset the connection itself,
-		// and its kernel could throw away its own unsent bytes.
-		drained := make(chan struct{})
-		go func() { _, _ = io.Copy(io.Discard, c); close(drained) }()
-		buf := make([]byte, 64<<10)
-		for off := 0; off < lcTargetBytes; off += len(buf) {
-			fillPattern(buf, int64(off))
-			_ = c.SetWriteDeadline(time.Now().Add(lcWait))
-			if _, err := c.Write(buf); err != nil {
-				return
-			}
-		}
-		_ = c.Conn.(*net.TCPConn).CloseWrite()
-		select {
-		case <-drained:
-		case <-time.After(2 * lcWait):
-		}
+		sendPatternAndDrain(c, func() { _ = c.Conn.(*net.TCPConn).CloseWrite() })
 	})
 	p := startProxy(t, tg.addr, "--cert", pk.bundleFile)
 	for _, tr := range lcTransports(p, pk) {
@@ -358,21 +340,7 @@ func TestCloseLosesNothingOnErrors(t *testing.T) {
 		t.Parallel()
 		written := make(chan struct{}, lcRounds*2)
 		tg := startTarget(t, "tcp", "127.0.0.1:0", func(c *tconn) {
-			drained := make(chan struct{})
-			go func() { _, _ = io.Copy(io.Discard, c); close(drained) }()
-			buf := make([]byte, 64<<10)
-			for off := 0; off < lcTargetBytes; off += len(buf) {
-				fillPattern(buf, int64(off))
-				_ = c.SetWriteDeadline(time.Now().Add(lcWait))
-				if _, err := c.Write(buf); err != nil {
-					return
-				}
-			}
-			written <- struct{}{}
-			select { // stays open until the proxy closes it
-			case <-drained:
-			case <-time.After(2 * lcWait):
-			}
+			sendPatternAndDrain(c, func() { written <- struct{}{} })
 		})
 		p := startProxy(t, tg.addr, "--cert", pk.bundleFile)
 		for _, tr := range lcTransports(p, pk) {
@@ -498,4 +466,26 @@ func refusedPost(dial func() (net.Conn, error), bodyLen int) ([]string, string) 
 		k = append(k, "after the response: "+after)
 	}
 	return k, fmt.Sprintf("status %d with all %d body bytes, then %s (client write: %v)", resp.StatusCode, len(body), after, werr)
+}
+
+// sendPatternAndDrain is a target that writes lcTargetBytes of the pattern,
+// calls sent, and reads everything the proxy sends until it closes (or
+// 2 × lcWait): a target that closes with unread input would reset the
+// connection itself, and its kernel could throw away its own unsent bytes.
+func sendPatternAndDrain(c *tconn, sent func()) {
+	drained := make(chan struct{})
+	go func() { _, _ = io.Copy(io.Discard, c); close(drained) }()
+	buf := make([]byte, 64<<10)
+	for off := 0; off < lcTargetBytes; off += len(buf) {
+		fillPattern(buf, int64(off))
+		_ = c.SetWriteDeadline(time.Now().Add(lcWait))
+		if _, err := c.Write(buf); err != nil {
+			return
+		}
+	}
+	sent()
+	select { // stays open until the proxy closes it
+	case <-drained:
+	case <-time.After(2 * lcWait):
+	}
 }

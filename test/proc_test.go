@@ -190,20 +190,10 @@ func startProcessEnv(t testing.TB, args []string, ulimit int, env []string, netw
 	if len(env) > 0 {
 		cmd.Env = append(os.Environ(), env...)
 	}
-	p := &proxy{
-		t: t, cmd: cmd, port: port, network: network, addr: addr,
-		stderr: &lockedBuffer{}, stdout: &lockedBuffer{},
-		done: make(chan struct{}),
-	}
-	cmd.Stderr, cmd.Stdout = p.stderr, p.stdout
-	if err := cmd.Start(); err != nil {
+	p := &proxy{t: t, cmd: cmd, port: port, network: network, addr: addr}
+	if err := p.start(nil); err != nil {
 		return nil, err
 	}
-	go func() {
-		_ = cmd.Wait()
-		p.state = cmd.ProcessState
-		close(p.done)
-	}()
 	t.Cleanup(func() {
 		p.kill()
 		if t.Failed() {
@@ -231,6 +221,34 @@ func startProcessEnv(t testing.TB, args []string, ulimit int, env []string, netw
 	p.kill()
 	return nil, fmt.Errorf("not accepting on %s after 10s; stderr: %s", p.addr, p.stderr.String())
 }
+
+// start runs p.cmd with its output kept in p.stdout and p.stderr, and
+// closes p.done when it exits; onStderr, if set, sees the error output so
+// far each time more arrives (on the goroutine copying it).
+func (p *proxy) start(onStderr func(string)) error {
+	p.stderr, p.stdout, p.done = &lockedBuffer{}, &lockedBuffer{}, make(chan struct{})
+	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	if onStderr != nil {
+		p.cmd.Stderr = writerFunc(func(b []byte) (int, error) {
+			n, err := p.stderr.Write(b)
+			onStderr(p.stderr.String())
+			return n, err
+		})
+	}
+	if err := p.cmd.Start(); err != nil {
+		return err
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		p.state = p.cmd.ProcessState
+		close(p.done)
+	}()
+	return nil
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
 func truncate(s string, n int) string {
 	if len(s) <= n {

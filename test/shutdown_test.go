@@ -239,32 +239,13 @@ func readStreamToEnd(c *wsClient, streamed chan<- struct{}) sessionEnd {
 // far each time more arrives (on the goroutine copying it). The process is
 // killed when the test ends. Safe to call from any goroutine.
 func spawnProxy(t testing.TB, onStderr func(string), args ...string) (*proxy, error) {
-	cmd := exec.Command(binPath, args...)
-	p := &proxy{t: t, cmd: cmd, network: "tcp", stderr: &lockedBuffer{}, stdout: &lockedBuffer{}, done: make(chan struct{})}
-	cmd.Stdout = p.stdout
-	cmd.Stderr = p.stderr
-	if onStderr != nil {
-		cmd.Stderr = writerFunc(func(b []byte) (int, error) {
-			n, err := p.stderr.Write(b)
-			onStderr(p.stderr.String())
-			return n, err
-		})
-	}
-	if err := cmd.Start(); err != nil {
+	p := &proxy{t: t, cmd: exec.Command(binPath, args...), network: "tcp"}
+	if err := p.start(onStderr); err != nil {
 		return nil, err
 	}
-	go func() {
-		_ = cmd.Wait()
-		p.state = cmd.ProcessState
-		close(p.done)
-	}()
 	t.Cleanup(p.kill)
 	return p, nil
 }
-
-type writerFunc func([]byte) (int, error)
-
-func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
 // TestShutdownBeforeBoot: a SIGTERM that arrives while the proxy is still
 // starting, after its handler is installed but before its event engine is
