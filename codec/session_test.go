@@ -220,9 +220,10 @@ func TestSessionRelay(t *testing.T) {
 	}
 
 	r.reset()
-	n, step = s.FromClient(maskedFrame(0x88, []byte{0x03, 0xE8, 'b', 'y', 'e'}, mask), r)
-	if step != Close || s.Phase() != Closed || !bytes.Equal(r.client, []byte{0x88, 5, 0x03, 0xE8, 'b', 'y', 'e'}) {
-		t.Errorf("client close: %v, %v, %q", step, s.Phase(), r.client)
+	closing := maskedFrame(0x88, []byte{0x03, 0xE8, 'b', 'y', 'e'}, mask)
+	n, step = s.FromClient(closing, r)
+	if n != len(closing) || step != Close || s.Phase() != Closed || !bytes.Equal(r.client, []byte{0x88, 5, 0x03, 0xE8, 'b', 'y', 'e'}) {
+		t.Errorf("client close: consumed %d of %d, %v, %v, %q", n, len(closing), step, s.Phase(), r.client)
 	}
 	if !hasLog(r.logs, "10.0.0.1: Client closed connection (code 1000)") {
 		t.Errorf("logs %q", r.logs)
