@@ -349,11 +349,11 @@ func (sd *side) startClosing() {
 		_ = x.tls.CloseWrite()
 	}
 	sd.flush()
-	sd.setReading(false)
 	if sd.queued() == 0 {
-		sd.shutWrite()
+		sd.shutWrite() // reads on, to drop what the peer still sends
 		return
 	}
+	sd.setReading(false)
 	x.deadline = sd.loop().flushing.add(time.Now().UnixNano(), sd)
 }
 
