@@ -31,6 +31,10 @@ type drainPoller struct {
 	loops []*loop // by loop.idx
 }
 
+// hangupEvents are the drain poller's events that mean the peer is gone or
+// going.
+const hangupEvents = unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR
+
 // stopMark is the Pad of the stop eventfd's registration.
 const stopMark = -1
 

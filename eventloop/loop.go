@@ -120,16 +120,32 @@ func (l *loop) alone(s *session, now int64) bool {
 	return now >= l.sharedUntil
 }
 
-// join returns a and b in one slice of the loop's (TLS writes whole frames
-// into one record).
-func (l *loop) join(a, b []byte) []byte {
-	if len(b) == 0 {
-		return a
+// join returns bufs as one slice: the one buffer given, or a copy of them
+// all in a buffer of the loop's (TLS writes a whole frame as one record).
+func (l *loop) join(bufs [][]byte) []byte {
+	n, nonEmpty := 0, 0
+	for _, b := range bufs {
+		if len(b) > 0 {
+			n += len(b)
+			nonEmpty++
+		}
 	}
-	if cap(l.joined) < len(a)+len(b) {
-		l.joined = make([]byte, 0, len(a)+len(b))
+	if nonEmpty <= 1 {
+		for _, b := range bufs {
+			if len(b) > 0 {
+				return b
+			}
+		}
+		return nil
 	}
-	return append(append(l.joined[:0], a...), b...)
+	if cap(l.joined) < n {
+		l.joined = make([]byte, 0, n)
+	}
+	out := l.joined[:0]
+	for _, b := range bufs {
+		out = append(out, b...)
+	}
+	return out
 }
 
 // Run is the loop's tick, queued by its timer: it fires the timers that are

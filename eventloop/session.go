@@ -58,6 +58,11 @@ type sessionState struct {
 	keepAlive    bool
 }
 
+// idle reports whether the state holds nothing any more.
+func (x *sessionState) idle() bool {
+	return x.handshake == nil && x.file == nil && !x.webPending && !x.chunkPending && x.clientCN == ""
+}
+
 func (s *session) state() *sessionState {
 	if s.x == nil {
 		s.x = &sessionState{}
@@ -95,9 +100,11 @@ func (s *session) relaying() bool { return s.m.Phase() == codec.Relaying }
 func (s *session) readable(sd *side) {
 	buf, _ := sd.c.Next(-1)
 	s.consume(sd, buf)
-	if len(buf) == readChunk && sd.stage == open && !s.l.alone(s, time.Now().UnixNano()) {
-		sd.yielding = true
-		s.l.yielded.add(time.Now().UnixNano(), sd)
+	if len(buf) == readChunk && sd.stage == open {
+		if now := time.Now().UnixNano(); !s.l.alone(s, now) {
+			sd.yielding = true
+			s.l.yielded.add(now, sd)
+		}
 	}
 	s.sync()
 }
@@ -222,34 +229,11 @@ func (s *session) flushTarget() {
 	if len(iov) == 0 {
 		return
 	}
-	if s.target.tlsConn() != nil {
-		s.target.send(joinAll(l, iov), nil) // one record rather than one per frame
-	} else {
-		s.target.sendv(iov)
-	}
+	s.target.sendv(iov)
 	s.traffic(trafficToTarget)
 	clear(iov)
 	l.targetIov = iov[:0]
 	l.smallBytes = l.smallBytes[:0]
-}
-
-// joinAll copies bufs into one slice of the loop's.
-func joinAll(l *loop, bufs [][]byte) []byte {
-	if len(bufs) == 1 {
-		return bufs[0]
-	}
-	n := 0
-	for _, b := range bufs {
-		n += len(b)
-	}
-	if cap(l.joined) < n {
-		l.joined = make([]byte, 0, n)
-	}
-	out := l.joined[:0]
-	for _, b := range bufs {
-		out = append(out, b...)
-	}
-	return out
 }
 
 // ToClient writes to the client.
@@ -469,43 +453,51 @@ func (s *session) sync() {
 
 	// Each side is read only when its peer can take a whole read (side.go).
 	c, t := &s.client, &s.target
-	if !c.gone {
-		switch c.stage {
-		case open:
-			read := s.m.Phase() != codec.Handshaking && c.heldLen() < holdLimit && c.queued() < replyLimit && !c.yielding
-			if read && t.c != nil && !t.gone && t.stage == open {
-				read = t.hasRoom(readChunk + tlsSlack)
-				t.loop().watch(t, t.watchEvents())
-			}
-			c.setReading(read)
-			c.loop().watch(c, c.watchEvents())
-		case flushing:
-			c.setReading(false)
-		case lingering:
-			c.setReading(true)
-		}
-	}
-	if t.c != nil && !t.gone {
-		switch t.stage {
-		case open:
-			read := !t.yielding && !c.gone && c.stage == open && c.hasRoom(s.m.FrameLen(readChunk)+tlsSlack)
-			t.setReading(read)
-			c.loop().watch(c, c.watchEvents())
-		case flushing:
-			t.setReading(false)
-		case lingering:
-			t.setReading(true)
-		}
-	}
+	c.setReading(s.clientWantsRead())
+	t.setReading(s.targetWantsRead())
+	c.loop().watch(c, c.watchEvents())
+	t.loop().watch(t, t.watchEvents())
 
 	c.shrink()
 	t.shrink()
-	if s.x != nil && s.x.handshake == nil && s.x.file == nil && !s.x.webPending && !s.x.chunkPending && s.x.clientCN == "" {
+	if s.x != nil && s.x.idle() {
 		s.x = nil
 	}
 	if s.ended && c.gone && (t.c == nil || t.gone) && !s.dialing && (s.x == nil || s.x.handshake == nil) {
 		s.finish()
 	}
+}
+
+// clientWantsRead says whether the client should be read now: not during
+// the TLS handshake (its goroutine reads), not while too much of it waits
+// to be used or too much waits to go back to it, and not unless its target
+// (once there) can take a whole read. A closing side is read only to drop
+// what comes after its write side is shut.
+func (s *session) clientWantsRead() bool {
+	c, t := &s.client, &s.target
+	switch c.stage {
+	case flushing:
+		return false
+	case lingering:
+		return true
+	}
+	if s.m.Phase() == codec.Handshaking || c.heldLen() >= holdLimit || c.queued() >= replyLimit || c.yielding {
+		return false
+	}
+	return t.c == nil || t.gone || t.stage != open || t.hasRoom(readChunk+tlsSlack)
+}
+
+// targetWantsRead says whether the target should be read now: only when the
+// client can take a whole read, framed.
+func (s *session) targetWantsRead() bool {
+	c, t := &s.client, &s.target
+	switch t.stage {
+	case flushing:
+		return false
+	case lingering:
+		return true
+	}
+	return !t.yielding && !c.gone && c.stage == open && c.hasRoom(s.m.FrameLen(readChunk)+tlsSlack)
 }
 
 // finish settles the budget once both sides are gone.

@@ -126,78 +126,43 @@ func (sd *side) attach(c gnet.Conn) {
 
 func (sd *side) loop() *loop { return sd.sess.l }
 
-// send writes a, then b, to the socket: as much as the kernel takes now,
-// the rest queued (copied). A TLS side encrypts them as one record.
+// send writes a, then b, to the socket, as sendv does.
 func (sd *side) send(a, b []byte) {
+	bufs := [2][]byte{a, b}
+	sd.sendv(bufs[:])
+}
+
+// sendv writes bufs in order: as much as the kernel takes now, the rest
+// queued (copied). A TLS side encrypts them as one record. The elements of
+// bufs are resliced.
+func (sd *side) sendv(bufs [][]byte) {
 	if sd.gone || sd.c == nil {
 		return
 	}
+	l := sd.loop()
 	if tc := sd.tlsConn(); tc != nil {
-		_, _ = tc.Write(sd.loop().join(a, b)) // records are queued (tlsWire)
+		_, _ = tc.Write(l.join(bufs)) // records are queued (tlsWire)
 		sd.flush()
 		return
 	}
 	if sd.queued() == 0 && !sd.blocked {
-		l := sd.loop()
-		iov := appendIovec(appendIovec(l.iov[:0], a), b)
-		n, err := writev(int(sd.fd), iov)
-		clear(iov)
-		if err != nil && err != unix.EAGAIN {
-			sd.failed(err)
-			return
-		}
-		sd.wrote(n, n == len(a)+len(b))
-		k := min(n, len(a))
-		a, n = a[k:], n-k
-		b = b[min(n, len(b)):]
-	}
-	sd.queue(a)
-	sd.queue(b)
-	if sd.queued() > 0 {
-		sd.block()
-	}
-}
-
-// sendv writes the buffers of iov in order, as send does.
-func (sd *side) sendv(bufs [][]byte) {
-	if sd.gone || sd.c == nil || len(bufs) == 0 {
-		return
-	}
-	if sd.tlsConn() != nil || len(bufs) <= 2 {
-		for len(bufs) > 0 {
-			var b []byte
-			if len(bufs) > 1 {
-				b = bufs[1]
-			}
-			sd.send(bufs[0], b)
-			bufs = bufs[min(2, len(bufs)):]
-		}
-		return
-	}
-	if sd.queued() == 0 && !sd.blocked {
-		l := sd.loop()
 		iov := l.iov[:0]
-		for _, b := range bufs {
-			iov = appendIovec(iov, b)
-		}
-		n, err := writev(int(sd.fd), iov)
-		clear(iov)
-		if err != nil && err != unix.EAGAIN {
-			sd.failed(err)
-			return
-		}
 		total := 0
 		for _, b := range bufs {
+			iov = appendIovec(iov, b)
 			total += len(b)
 		}
+		n, err := writev(int(sd.fd), iov)
+		clear(iov)
+		if err != nil && err != unix.EAGAIN {
+			sd.failed(err)
+			return
+		}
 		sd.wrote(n, n == total)
-		for n > 0 && len(bufs) > 0 {
-			k := min(n, len(bufs[0]))
-			bufs[0] = bufs[0][k:]
+		for i := range bufs {
+			k := min(n, len(bufs[i]))
+			bufs[i] = bufs[i][k:]
 			n -= k
-			if len(bufs[0]) == 0 {
-				bufs = bufs[1:]
-			}
 		}
 	}
 	for _, b := range bufs {

@@ -29,12 +29,7 @@ import (
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
-	"golang.org/x/sys/unix"
 )
-
-// hangupEvents are the drain poller's events that mean the peer is gone or
-// going.
-const hangupEvents = unix.EPOLLRDHUP | unix.EPOLLHUP | unix.EPOLLERR
 
 // tlsWire is the net.Conn under a crypto/tls connection.
 type tlsWire struct {
