@@ -101,7 +101,7 @@ func parsePlainBody(body []byte) (Target, error) {
 
 func parseJSONBody(body []byte) (Target, error) {
 	var answer struct {
-		Host *string        `json:"host"`
+		Host *string         `json:"host"`
 		Port json.RawMessage `json:"port"`
 	}
 	if err := json.Unmarshal(body, &answer); err != nil {

@@ -43,7 +43,7 @@ func statID(path string) (fileID, os.FileInfo) {
 // settledBy reports whether a file stamped with id, read at readStart, can
 // be trusted to be unchanged for as long as its id stays the same.
 func settledBy(id fileID, readStart time.Time) bool {
-	return id.mtime < readStart.Add(-racyWindow).UnixNano() && id.ctime < readStart.Add(-racyWindow).UnixNano()
+	return id.mtime < readStart.Add(-racyWindow).UnixNano()
 }
 
 // parsedFile is one token file as last read.
