@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/gowebsockify/websockify/sniff"
@@ -26,7 +27,8 @@ import (
 //
 //	Sniffing ─► Handshaking ─► Sniffing ─► ReadingHead ─► ServingWeb ─► ReadingHead ...
 //	   (TLS only)                               │
-//	                                            └─► Dialing ─► Relaying ─► Closed
+//	                                            ├─► Routing ─┐ (--token-plugin)
+//	                                            └────────────┴─► Dialing ─► Relaying ─► Closed
 //
 // Any phase can end in Closed. A Session is not safe for concurrent use.
 type Session struct {
@@ -37,9 +39,18 @@ type Session struct {
 	upgraded bool
 	keepIdle bool // the request being read follows a kept-alive response
 
-	req *Request
-	dec Decoder
-	enc Encoder
+	req    *Request
+	target string   // where the session is proxied to, as logged
+	route  *routing // the upgrade waiting for its target (Routing)
+	dec    Decoder
+	enc    Encoder
+}
+
+// routing is an upgrade held while the owner looks its token up.
+type routing struct {
+	req   *Request
+	hs    Handshake
+	token string
 }
 
 // SessionConfig is what every Session of a proxy shares.
@@ -50,9 +61,18 @@ type SessionConfig struct {
 	CertFile     string
 	SSLOnly      bool // refuse clients that do not start with TLS
 	Web          bool // a web server answers requests that are not upgrades
-	Target       string
-	FirstByte    time.Duration // only for log lines; the owner keeps the time
-	RequestHead  time.Duration
+	// Target is where every session goes, as logged ("host:port", or an
+	// absolute socket path), unless Tokens is set.
+	Target string
+	// Tokens, when set, says where each session's token is read from: the
+	// session then asks its owner to look the target up (Step Route).
+	Tokens TokenFrom
+	// Auth, when set, checks each upgrade request (--auth-plugin) and, with
+	// WebAuth, each web request too.
+	Auth        Authenticator
+	WebAuth     bool
+	FirstByte   time.Duration // only for log lines; the owner keeps the time
+	RequestHead time.Duration
 }
 
 // Phase is where a Session is in its life.
@@ -63,13 +83,14 @@ const (
 	Handshaking              // the owner runs the TLS handshake
 	ReadingHead              // reading an HTTP request head
 	ServingWeb               // the owner answers a web request
+	Routing                  // the owner looks the session's token up
 	Dialing                  // the 101 went out; the owner connects to the target
 	Relaying                 // both sides up
 	Closed                   // over; whatever else comes is dropped
 )
 
 func (p Phase) String() string {
-	return [...]string{"sniffing", "handshaking", "reading head", "serving web", "dialing", "relaying", "closed"}[p]
+	return [...]string{"sniffing", "handshaking", "reading head", "serving web", "routing", "dialing", "relaying", "closed"}[p]
 }
 
 // Step is what the owner must do after a call.
@@ -88,13 +109,17 @@ const (
 	ServeWeb
 	// Dial: connect to the target, then call Dialed or DialFailed.
 	Dial
+	// Route: look up the target of Token, then call Routed or
+	// RouteFailed. The owner may dial at once when the lookup succeeds:
+	// Routed's Dial is then already under way.
+	Route
 	// Close: the session is over. Send what is queued for each side,
 	// then close both without losing it.
 	Close
 )
 
 func (s Step) String() string {
-	return [...]string{"continue", "start TLS", "serve web", "dial", "close"}[s]
+	return [...]string{"continue", "start TLS", "serve web", "dial", "route", "close"}[s]
 }
 
 // Peer is the owner of a Session's sockets: everything the Session sends or
@@ -108,11 +133,14 @@ type Peer interface {
 	Scratch(n int) []byte
 	// Log writes a line about this client; debug lines only with -v.
 	Log(debug bool, msg string)
+	// ClientCertCN is the subject CN of the client's verified TLS
+	// certificate, "" when it has none.
+	ClientCertCN() string
 }
 
 // NewSession starts the session of a client whose address (as logged) is addr.
 func NewSession(cfg *SessionConfig, addr string) Session {
-	return Session{cfg: cfg, addr: addr}
+	return Session{cfg: cfg, addr: addr, target: cfg.Target}
 }
 
 // Addr is the client's address, as logged.
@@ -236,6 +264,9 @@ func (s *Session) readRequest(in []byte, out Peer) (int, Step) {
 	s.keepIdle = false
 	if !req.IsWebSocket() {
 		if s.cfg.Web {
+			if s.cfg.WebAuth && !s.authorized(req, out) {
+				return len(in), s.close()
+			}
 			s.req = req
 			s.phase = ServingWeb
 			return n, ServeWeb
@@ -248,6 +279,28 @@ func (s *Session) readRequest(in []byte, out Peer) (int, Step) {
 		s.logf(out, `"%s %s %s" %d -`, req.Method, req.Target, req.Proto, statusOf(err))
 		return len(in), s.refuse(out, err)
 	}
+	if s.cfg.Tokens != NoToken {
+		// The token first, as the original: a client with no target is
+		// told so before it is asked for credentials.
+		token, ok := TokenOf(req, s.cfg.Tokens)
+		if !ok {
+			return len(in), s.deny(out, req, &HTTPError{Status: 403, Reason: "Token not present"}, "")
+		}
+		if s.cfg.Auth != nil && !s.authorized(req, out) {
+			return len(in), s.close()
+		}
+		s.route = &routing{req: req, hs: hs, token: token}
+		s.phase = Routing
+		return n, Route
+	}
+	if s.cfg.Auth != nil && !s.authorized(req, out) {
+		return len(in), s.close()
+	}
+	return n, s.upgrade(req, hs, out)
+}
+
+// upgrade sends the 101 and moves on to dialing.
+func (s *Session) upgrade(req *Request, hs Handshake, out Peer) Step {
 	out.ToClient(hs.Response)
 	s.logUpgrade(out, req, hs)
 	s.dec = NewDecoder(hs.Version, hs.Mode)
@@ -255,8 +308,87 @@ func (s *Session) readRequest(in []byte, out Peer) (int, Step) {
 	s.upgraded = true
 	s.req = nil
 	s.phase = Dialing
-	s.logf(out, "connecting to: %s", s.cfg.Target)
-	return n, Dial
+	s.logf(out, "%s", connectingTo(s.target))
+	return Dial
+}
+
+// connectingTo is the original's line for a dial about to start.
+func connectingTo(target string) string {
+	if strings.HasPrefix(target, "/") {
+		return "connecting to unix socket: " + target
+	}
+	return "connecting to: " + target
+}
+
+// Token is the token of a session in Routing, to look up.
+func (s *Session) Token() string {
+	if s.route == nil {
+		return ""
+	}
+	return s.route.token
+}
+
+// Routed is called with the target the session's token names (as logged:
+// "host:port" or an absolute socket path): the 101 goes out and the
+// session dials it.
+func (s *Session) Routed(target string, out Peer) Step {
+	if s.phase != Routing || s.route == nil {
+		return s.close()
+	}
+	r := s.route
+	s.route = nil
+	s.target = target
+	return s.upgrade(r.req, r.hs, out)
+}
+
+// RouteFailed is called when the token names no target (ErrTokenNotFound),
+// or its lookup failed: 502, or 504 when err is a timeout.
+func (s *Session) RouteFailed(err error, out Peer) Step {
+	if s.phase != Routing || s.route == nil {
+		return s.close()
+	}
+	r := s.route
+	s.route = nil
+	var refusal *HTTPError
+	var timeout interface{ Timeout() bool }
+	switch {
+	case errors.Is(err, ErrTokenNotFound):
+		refusal = &HTTPError{Status: 403, Reason: "Token '" + printable(r.token) + "' not found"}
+	case errors.As(err, &timeout) && timeout.Timeout():
+		s.logf(out, "%s: token lookup failed: %v", s.addr, err)
+		refusal = &HTTPError{Status: 504, Reason: "Token lookup timed out"}
+	default:
+		s.logf(out, "%s: token lookup failed: %v", s.addr, err)
+		refusal = &HTTPError{Status: 502, Reason: "Token lookup failed"}
+	}
+	return s.deny(out, r.req, refusal, "")
+}
+
+// ErrTokenNotFound is what RouteFailed takes for a token that names no
+// target (or was refused: a bad signature, an expired JWT).
+var ErrTokenNotFound = errors.New("token not found")
+
+// authorized runs the auth plugin on req; a refused request is answered
+// and logged here.
+func (s *Session) authorized(req *Request, out Peer) bool {
+	refusal, why := s.cfg.Auth.Authenticate(req, out.ClientCertCN())
+	if refusal == nil {
+		return true
+	}
+	s.deny(out, req, refusal, "authentication failed: "+why)
+	return false
+}
+
+// deny refuses req with its reason (or why, when given) in the log, as the
+// original logs a refused token: "<ip>: Token 'x' not found".
+func (s *Session) deny(out Peer, req *Request, refusal *HTTPError, why string) Step {
+	if why == "" {
+		why = refusal.Reason
+	}
+	s.logf(out, `"%s %s %s" %d -`, req.Method, printable(req.Target), req.Proto, refusal.Status)
+	s.logf(out, "%s: %s", s.addr, why)
+	out.ToClient(refusal.Response())
+	return s.close()
 }
 
 // logUpgrade logs a completed WebSocket handshake in the original's lines.
@@ -350,7 +482,7 @@ func (s *Session) DialFailed(err error, out Peer) Step {
 	if s.phase != Dialing {
 		return s.close()
 	}
-	s.logf(out, "%s: Failed to connect to %s: %v", s.addr, s.cfg.Target, err)
+	s.logf(out, "%s: Failed to connect to %s: %v", s.addr, s.target, err)
 	return s.closeWithFrame(out, 1011, "Failed to connect to downstream server", false)
 }
 
@@ -395,6 +527,8 @@ func (s *Session) Shutdown(out Peer) Step {
 	switch s.phase {
 	case Dialing, Relaying:
 		return s.closeWithFrame(out, 1001, "Going away", false)
+	case Routing:
+		s.route = nil
 	}
 	return s.close()
 }
@@ -448,5 +582,6 @@ func (s *Session) closeWithFrame(out Peer, code uint16, reason string, remote bo
 func (s *Session) close() Step {
 	s.phase = Closed
 	s.req = nil
+	s.route = nil
 	return Close
 }

@@ -15,7 +15,10 @@ type recorder struct {
 	frames  int // ToClientFrame calls
 	logs    []string
 	scratch []byte
+	cn      string // the client certificate CN it reports
 }
+
+func (r *recorder) ClientCertCN() string { return r.cn }
 
 func (r *recorder) ToTarget(p []byte) { r.target = append(r.target, p...) }
 func (r *recorder) ToClient(p []byte) { r.client = append(r.client, p...) }

@@ -5,6 +5,9 @@ import (
 	"io"
 	"os"
 	"time"
+
+	"github.com/gowebsockify/websockify/codec"
+	"github.com/gowebsockify/websockify/token"
 )
 
 // Config is everything the proxy needs, fixed at start.
@@ -16,6 +19,16 @@ type Config struct {
 	TargetNetwork string // "tcp" or "unix"
 	TargetAddr    string // "host:port" or a socket path
 	PreferIPv6    bool   // order the target's IPv6 addresses first
+
+	// Tokens, when set, looks each session's target up by its token
+	// (--token-plugin), read from where TokenFrom says; the lookup runs
+	// off the loops, on the goroutine that then dials.
+	Tokens    token.Plugin
+	TokenFrom codec.TokenFrom
+	// Auth, when set, checks each upgrade (--auth-plugin) and, with
+	// WebAuth, each web request.
+	Auth    codec.Authenticator
+	WebAuth bool
 
 	Heartbeat   time.Duration // ping period; 0 = off
 	IdleTimeout time.Duration // exit after this long with no session; 0 = never
@@ -63,6 +76,9 @@ const (
 	requestHeadTimeout  = 30 * time.Second
 	tlsHandshakeTimeout = 10 * time.Second
 	dialTimeout         = 10 * time.Second
+	// lookupTimeout bounds a token lookup (Redis, an HTTP API): a backend
+	// that is down or hangs costs its clients a 504, not a hang.
+	lookupTimeout = 5 * time.Second
 
 	// A session that ends sends what it queued for each side within
 	// flushTimeout, then shuts down its write side and reads (and drops)

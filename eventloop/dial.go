@@ -26,26 +26,26 @@ func wholePortRange(_, _ string, rc syscall.RawConn) error {
 	return nil
 }
 
-// dialTarget connects to the configured target, trying every resolved
+// dialTarget connects to a target (the configured one, or the one a token
+// named), trying every resolved
 // address in order (and skipping the resolver for an IP literal); with -6
 // the IPv6 addresses are tried first. One address at a time: Go's "happy
 // eyeballs" would race two sockets, one more than the descriptor budget
 // reserves for a dial.
-func (srv *server) dialTarget(ctx context.Context) (net.Conn, error) {
+func (srv *server) dialTarget(ctx context.Context, network, addr string) (net.Conn, error) {
 	// ctx carries the timeout. SO_KEEPALIVE with the system's timings, as
 	// the original sets it; each timing would cost a syscall per session.
 	d := net.Dialer{
 		KeepAliveConfig: net.KeepAliveConfig{Enable: true, Idle: -1, Interval: -1, Count: -1},
 		FallbackDelay:   -1,
 	}
-	cfg := srv.cfg
-	if cfg.TargetNetwork == "tcp" {
+	if network == "tcp" {
 		d.Control = wholePortRange
 	}
-	if cfg.TargetNetwork == "unix" || !cfg.PreferIPv6 {
-		return d.DialContext(ctx, cfg.TargetNetwork, cfg.TargetAddr)
+	if network == "unix" || !srv.cfg.PreferIPv6 {
+		return d.DialContext(ctx, network, addr)
 	}
-	host, port, err := net.SplitHostPort(cfg.TargetAddr)
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return nil, err
 	}
@@ -82,8 +82,12 @@ func sortIPv6First(ips []net.IPAddr) {
 // dialReserve is how many descriptors a dial may hold at once beyond the
 // client's: the dialed socket and gnet's dup of it (Enroll), plus, for a
 // target given by name, the resolver's two sockets (A and AAAA queries run
-// together).
+// together). A token may name any target, so with a token plugin every dial
+// may resolve a name.
 func dialReserve(cfg Config) int64 {
+	if cfg.Tokens != nil {
+		return 4
+	}
 	if cfg.TargetNetwork == "tcp" {
 		host, _, err := net.SplitHostPort(cfg.TargetAddr)
 		if err == nil && net.ParseIP(host) == nil {

@@ -81,8 +81,16 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 		SSLOnly:      cfg.SSLOnly,
 		Web:          cfg.WebRoot != "",
 		Target:       cfg.TargetAddr,
+		Auth:         cfg.Auth,
+		WebAuth:      cfg.WebAuth,
 		FirstByte:    firstByteTimeout,
 		RequestHead:  requestHeadTimeout,
+	}
+	if cfg.Tokens != nil {
+		s.sessionCfg.Tokens = cfg.TokenFrom
+		if s.sessionCfg.Tokens == codec.NoToken {
+			s.sessionCfg.Tokens = codec.TokenFromQuery
+		}
 	}
 	s.lastIdle.Store(s.started.UnixNano())
 	if cfg.WebRoot != "" {
@@ -100,6 +108,11 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 	defer drain.close()
 	go drain.run()
 	s.budget = newFDBudget(cfg.Loops, dialReserve(cfg))
+	if cfg.Tokens != nil {
+		// The plugin's own sockets (a Redis pool, HTTP connections), and a
+		// resolver's two while it dials one.
+		s.budget.reserve += int64(cfg.Tokens.Sockets()) + 2
+	}
 
 	proto := "tcp://" + cfg.ListenAddr
 	if cfg.ListenUnix != "" {

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/gowebsockify/websockify/codec"
+	"github.com/gowebsockify/websockify/token"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/pool/goroutine"
 )
@@ -196,8 +197,8 @@ func (s *session) act(step codec.Step) {
 	switch step {
 	case codec.ServeWeb:
 		s.serveWeb()
-	case codec.Dial:
-		s.startDial()
+	case codec.Dial, codec.Route:
+		s.startDial() // with Route, the dialing goroutine looks the token up first
 	case codec.Close:
 		s.end()
 	}
@@ -251,6 +252,14 @@ func (s *session) ToClientFrame(head, body []byte) {
 // Scratch lends the loop's frame buffer.
 func (s *session) Scratch(n int) []byte { return s.l.scratchFor(n) }
 
+// ClientCertCN is the CN of the client's verified certificate (auth plugins).
+func (s *session) ClientCertCN() string {
+	if s.x == nil {
+		return ""
+	}
+	return s.x.clientCN
+}
+
 // Log writes one of the machine's lines about this client.
 func (s *session) Log(debug bool, msg string) {
 	if debug {
@@ -262,60 +271,96 @@ func (s *session) Log(debug bool, msg string) {
 
 // ---- the target ----
 
-// enrolled is the context a dialed target joins the loop with.
+// enrolled is the context a dialed target joins the loop with, and what a
+// dial reports back.
 type enrolled struct {
 	s    *session
 	tls  *tls.Conn // set with --ssl-target: its handshake is done
 	wire *tlsWire
+
+	target    string // what a token named, as logged ("" for the fixed target)
+	lookupErr error  // the token's lookup failed: nothing was dialed
 }
 
 // startDial connects to the target off the loop; the connection joins this
 // loop with Enroll (targetOpened), and the dial reports back (dialDone).
+// A session that is routing has its token looked up on the same goroutine
+// first: the lookup may block (Redis, an HTTP API, a file changed), and one
+// hand-off from the loop serves both.
 func (s *session) startDial() {
 	s.dialing = true
 	srv := s.l.srv
+	token := s.m.Token() // "" unless routing
 	// Dials run on gnet's worker pool (the one Enroll uses too), whose
 	// goroutines and grown stacks are reused: a fresh goroutine per dial
 	// cost about 5% of the set-up rate in stack growth alone.
-	err := goroutine.DefaultWorkerPool.Submit(func() { srv.dialFor(s) })
+	err := goroutine.DefaultWorkerPool.Submit(func() { srv.dialFor(s, token) })
 	if err != nil {
-		s.dialDone(err)
+		s.dialDone(&enrolled{s: s}, err)
 	}
 }
 
-// dialFor dials the target of s and enrolls it on s's loop; it runs off the
-// loop and touches nothing of s but its loop.
-func (srv *server) dialFor(s *session) {
+// dialFor looks up token (when routing), dials the target of s and enrolls
+// it on s's loop; it runs off the loop and touches nothing of s but its
+// loop.
+func (srv *server) dialFor(s *session, tok string) {
 	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
 	defer cancel()
-	conn, err := srv.dialTarget(ctx)
 	e := &enrolled{s: s}
-	if err == nil && srv.cfg.TargetTLS != nil {
-		e.tls, e.wire, err = handshakeTarget(ctx, conn, srv.cfg)
-		if err != nil {
-			_ = conn.Close()
-		}
+	network, addr := srv.cfg.TargetNetwork, srv.cfg.TargetAddr
+	var err error
+	if srv.cfg.Tokens != nil && tok != "" {
+		lookupCtx, cancelLookup := context.WithTimeout(ctx, lookupTimeout)
+		var t token.Target
+		t, e.lookupErr = srv.cfg.Tokens.Lookup(lookupCtx, tok)
+		cancelLookup()
+		network, addr, e.target = t.Network, t.Addr, t.Addr
 	}
-	if err == nil {
-		var ch <-chan gnet.RegisteredResult
-		ch, err = s.l.el.Enroll(gnet.NewContext(ctx, e), conn)
-		if err != nil {
-			_ = conn.Close()
-		} else {
-			// gnet closes the dialed socket (it keeps a dup) before it
-			// closes the channel, so drain the channel, not one value.
-			for res := range ch {
-				if res.Err != nil {
-					err = res.Err
-				}
-			}
-		}
+	if e.lookupErr == nil {
+		err = srv.enroll(ctx, s, e, network, addr)
 	}
 	done := gnet.RunnableFunc(func(context.Context) error {
-		s.dialDone(err)
+		s.dialDone(e, err)
 		return nil
 	})
 	_ = s.l.el.Execute(context.Background(), done)
+}
+
+// enroll dials network/addr and hands the connection to s's loop.
+func (srv *server) enroll(ctx context.Context, s *session, e *enrolled, network, addr string) error {
+	conn, err := srv.dialTarget(ctx, network, addr)
+	if err != nil {
+		return err
+	}
+	if srv.cfg.TargetTLS != nil {
+		e.tls, e.wire, err = handshakeTarget(ctx, conn, srv.cfg.TargetTLS, network, addr)
+		if err != nil {
+			_ = conn.Close()
+			return err
+		}
+	}
+	ch, err := s.l.el.Enroll(gnet.NewContext(ctx, e), conn)
+	if err != nil {
+		_ = conn.Close()
+		return err
+	}
+	// gnet closes the dialed socket (it keeps a dup) before it closes the
+	// channel, so drain the channel, not one value.
+	for res := range ch {
+		if res.Err != nil {
+			err = res.Err
+		}
+	}
+	return err
+}
+
+// routed tells a routing session where its token led, so that its 101 goes
+// out; it reports whether the session still wants its target.
+func (s *session) routed(e *enrolled) bool {
+	if s.m.Phase() != codec.Routing {
+		return true
+	}
+	return s.m.Routed(e.target, s) != codec.Close
 }
 
 // targetOpened runs when the dialed target joins the client's loop.
@@ -330,7 +375,7 @@ func (s *session) targetOpened(c gnet.Conn, e *enrolled) gnet.Action {
 		x.tls, x.wire = e.tls, e.wire
 		e.wire.sd = &s.target
 	}
-	if s.m.Dialed() == codec.Close || s.ended {
+	if !s.routed(e) || s.m.Dialed() == codec.Close || s.ended {
 		s.target.closeAsked = true
 		return gnet.Close // OnClose settles the descriptor
 	}
@@ -343,7 +388,7 @@ func (s *session) targetOpened(c gnet.Conn, e *enrolled) gnet.Action {
 }
 
 // dialDone runs when a dial is over, after targetOpened if it succeeded.
-func (s *session) dialDone(err error) {
+func (s *session) dialDone(e *enrolled, err error) {
 	s.dialing = false
 	if !s.targetUp {
 		// Nothing joined the loop: the reserve is unused. (gnet reports a
@@ -352,12 +397,26 @@ func (s *session) dialDone(err error) {
 		reserve := s.l.srv.budget.dialReserve
 		s.l.srv.budget.add(-reserve)
 		s.fds -= int32(reserve)
-		if err == nil {
-			err = errors.New("the event loop did not take the connection")
+		switch {
+		case e.lookupErr != nil:
+			s.act(s.m.RouteFailed(routeError(e.lookupErr), s))
+		case !s.routed(e):
+		default:
+			if err == nil {
+				err = errors.New("the event loop did not take the connection")
+			}
+			s.act(s.m.DialFailed(err, s))
 		}
-		s.act(s.m.DialFailed(err, s))
 	}
 	s.sync()
+}
+
+// routeError tells the machine what a failed lookup means for the client.
+func routeError(err error) error {
+	if errors.Is(err, token.ErrNotFound) {
+		return codec.ErrTokenNotFound
+	}
+	return err
 }
 
 // ---- the end ----

@@ -197,9 +197,9 @@ func (s *session) tlsDone(tc *tls.Conn, wire *tlsWire, err error) {
 // handshakeTarget runs the client handshake of --ssl-target over the dialed
 // connection, on the dialing goroutine; the returned connection is then
 // driven by the loop.
-func handshakeTarget(ctx context.Context, conn net.Conn, cfg Config) (*tls.Conn, *tlsWire, error) {
+func handshakeTarget(ctx context.Context, conn net.Conn, base *tls.Config, network, addr string) (*tls.Conn, *tlsWire, error) {
 	wire := &tlsWire{blocking: conn}
-	tc := tls.Client(wire, targetTLSConfig(cfg))
+	tc := tls.Client(wire, targetTLSConfig(base, network, addr))
 	if err := tc.HandshakeContext(ctx); err != nil {
 		return nil, nil, err
 	}
@@ -207,14 +207,14 @@ func handshakeTarget(ctx context.Context, conn net.Conn, cfg Config) (*tls.Conn,
 	return tc, wire, nil
 }
 
-// targetTLSConfig is cfg.TargetTLS with the server name set to the target's
-// host when the caller left it empty.
-func targetTLSConfig(cfg Config) *tls.Config {
-	tc := cfg.TargetTLS
-	if tc.ServerName != "" || cfg.TargetNetwork != "tcp" {
+// targetTLSConfig is base (--ssl-target's) with the server name set to the
+// target's host when the caller left it empty.
+func targetTLSConfig(base *tls.Config, network, addr string) *tls.Config {
+	tc := base
+	if tc.ServerName != "" || network != "tcp" {
 		return tc
 	}
-	host, _, err := net.SplitHostPort(cfg.TargetAddr)
+	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
 		return tc
 	}

@@ -36,14 +36,14 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"cert-equals-missing", []string{"--cert=/nonexistent/x.pem", "6080", "127.0.0.1:5900"}, "cert"},
 		{"ssl-ciphers-unknown", []string{"--ssl-ciphers", "ECDHE-RSA-AES128-GCM-SHA256:NO-SUCH-CIPHER", "6080", "127.0.0.1:5900"}, "no-such-cipher"},
 		{"ssl-version-unknown", []string{"--ssl-version", "sslv3", "6080", "127.0.0.1:5900"}, "ssl-version"},
-		{"web-auth", []string{"--web", "/tmp", "--web-auth", "6080", "127.0.0.1:5900"}, "not supported yet"},
+		{"web-auth-without-auth-plugin", []string{"--web", "/tmp", "--web-auth", "6080", "127.0.0.1:5900"}, "--auth-plugin"},
 		{"web-not-a-directory", []string{"--web", "/nonexistent-web-root", "6080", "127.0.0.1:5900"}, "not a directory"},
 		{"record", []string{"--record", "/tmp/rec", "6080", "127.0.0.1:5900"}, "not supported yet"},
 		{"daemon", []string{"-D", "6080", "127.0.0.1:5900"}, "not supported yet"},
 		{"ssl-only-without-cert", []string{"--ssl-only", "--cert", "/nonexistent/self.pem", "6080", "127.0.0.1:5900"}, "cert"},
 		{"inetd", []string{"--inetd", "6080", "127.0.0.1:5900"}, "not supported yet"},
-		{"token-plugin", []string{"--token-plugin", "TokenFile", "--token-source", "/tmp/t", "6080"}, "not supported yet"},
-		{"target-config", []string{"--target-config", "/tmp/t", "6080"}, "not supported yet"},
+		{"token-plugin-unknown", []string{"--token-plugin", "my.Plugin", "6080"}, "tokenfile"},
+		{"target-config-and-target", []string{"--target-config", "/tmp/t", "6080", "127.0.0.1:5900"}, "target"},
 		{"wrap-program", []string{"6080", "--", "sleep", "100"}, "not supported yet"},
 	}
 	for _, tc := range cases {

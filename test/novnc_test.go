@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	neturl "net/url"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -335,4 +336,22 @@ func openTab(ctx context.Context, browser context.Context) (tab context.Context,
 		return nil, nil, err
 	}
 	return tab, cancel, nil
+}
+
+// TestNoVNCToken: noVNC picks its VNC server by a token in its path
+// parameter, resolved by a TokenFile that also names a server that is not
+// there; the session works as without a token.
+func TestNoVNCToken(t *testing.T) {
+	requireFile(t, filepath.Join(debianNoVNC, "vnc_lite.html"), "Debian package novnc")
+	browser, outDir := startChromium(t)
+	x := startXvnc(t)
+	x.startXterm(t)
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	writeFile(t, tokens, "other: "+closedPort(t)+"\ndesk-1: "+x.rfbAddr+"\n")
+	p := launchProxy(t, proxyConfig{Args: []string{"--web", debianNoVNC, "--token-plugin", "TokenFile", "--token-source", tokens}})
+	url := "http://127.0.0.1:" + strconv.Itoa(p.port) + "/vnc_lite.html?path=" + neturl.QueryEscape("websockify?token=desk-1")
+	checkNoVNCSession(t, browser, outDir, "novnc_token.png", p, url)
+	if !waitLog(p, "connecting to: "+x.rfbAddr, 5*time.Second) {
+		t.Errorf("the proxy did not log its dial to the token's target")
+	}
 }

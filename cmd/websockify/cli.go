@@ -11,7 +11,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/gowebsockify/websockify/auth"
+	"github.com/gowebsockify/websockify/codec"
 	"github.com/gowebsockify/websockify/eventloop"
+	"github.com/gowebsockify/websockify/token"
 	"github.com/spf13/pflag"
 )
 
@@ -27,10 +30,7 @@ var errHelpShown = errors.New("help shown")
 // notYet lists the original's options that later work will implement. They
 // are parsed (so the grammar stays right) but refused, never ignored.
 var notYet = []string{
-	"record", "daemon", "inetd",
-	"web-auth", "wrap-mode", "target-config", "token-plugin",
-	"token-source", "host-token", "auth-plugin", "auth-source", "log-file",
-	"syslog", "legacy-syslog",
+	"record", "daemon", "inetd", "wrap-mode", "log-file", "syslog", "legacy-syslog",
 }
 
 // options is the parsed command line: the proxy's Config plus what only
@@ -38,6 +38,9 @@ var notYet = []string{
 type options struct {
 	eventloop.Config
 	workers int // processes sharing the port (--workers); 1 = this one only
+
+	// The token plugin is built once the logger is, since it logs (main.go).
+	tokenPlugin, tokenSource string
 }
 
 // parseArgs turns the command line into options. Errors are usage errors
@@ -77,18 +80,19 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	help := fs.BoolP("help", "h", false, "show this help message and exit")
 
+	webAuth := fs.Bool("web-auth", false, "require authentication to access the web server")
+	targetConfig := fs.String("target-config", "", "file or directory of 'token: host:port' lines (deprecated: use --token-plugin TokenFile --token-source PATH)")
+	tokenPlugin := fs.String("token-plugin", "", "resolve each session's target from its token with this plugin: "+strings.Join(token.Names, ", "))
+	tokenSource := fs.String("token-source", "", "argument of the token plugin (a file, directory, URL, key file or Redis address)")
+	hostToken := fs.Bool("host-token", false, "use the Host header, without its port, as the token instead of the token query parameter")
+	authPlugin := fs.String("auth-plugin", "", "check each request with this plugin: "+strings.Join(auth.Names, ", "))
+	authSource := fs.String("auth-source", "", "argument of the auth plugin")
+
 	// Options of the original that are not implemented yet.
 	fs.String("record", "", "record sessions to FILE.[session_number]")
 	fs.BoolP("daemon", "D", false, "become a daemon (background process)")
 	fs.Bool("inetd", false, "inetd mode: the listening socket is on fd 0")
-	fs.Bool("web-auth", false, "require authentication to access the web server")
 	fs.String("wrap-mode", "exit", "action when the wrapped program exits: exit, ignore, respawn")
-	fs.String("target-config", "", "configuration file containing valid targets")
-	fs.String("token-plugin", "", "use a token plugin to resolve targets")
-	fs.String("token-source", "", "argument of the token plugin")
-	fs.Bool("host-token", false, "use the Host header as the token")
-	fs.String("auth-plugin", "", "use an auth plugin")
-	fs.String("auth-source", "", "argument of the auth plugin")
 	fs.String("log-file", "", "file where logs will be saved")
 	fs.String("syslog", "", "log to syslog server (host:port or socket path)")
 	fs.Bool("legacy-syslog", false, "use the old syslog protocol")
@@ -110,6 +114,30 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 		}
 	}
 
+	// Options that need another, as the original checks them.
+	for _, need := range []struct {
+		given bool
+		name  string
+		needs string
+		set   bool
+	}{
+		{*tokenSource != "", "token-source", "token-plugin", *tokenPlugin != ""},
+		{*hostToken, "host-token", "token-plugin", *tokenPlugin != "" || *targetConfig != ""},
+		{*authSource != "", "auth-source", "auth-plugin", *authPlugin != ""},
+		{*webAuth, "web-auth", "auth-plugin", *authPlugin != ""},
+		{*webAuth, "web-auth", "web", *web != ""},
+	} {
+		if need.given && !need.set {
+			return opts, fmt.Errorf("you must use --%s to use --%s", need.needs, need.name)
+		}
+	}
+	if *targetConfig != "" {
+		if *tokenPlugin != "" {
+			return opts, errors.New("--target-config cannot be combined with --token-plugin")
+		}
+		*tokenPlugin, *tokenSource = "TokenFile", *targetConfig
+	}
+
 	pos := fs.Args()
 	if fs.ArgsLenAtDash() >= 0 {
 		return opts, errors.New("wrapping a program (-- PROGRAM) is not supported yet")
@@ -117,9 +145,13 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	switch {
 	case len(pos) == 0:
 		return opts, errors.New("too few arguments")
+	case *unixTarget != "" && *tokenPlugin != "":
+		return opts, errors.New("--unix-target cannot be combined with --token-plugin")
 	case *unixTarget != "" && len(pos) > 1:
 		return opts, errors.New("a target address cannot be given with --unix-target")
-	case *unixTarget == "" && len(pos) < 2:
+	case *tokenPlugin != "" && len(pos) > 1:
+		return opts, errors.New("a target address cannot be given with --token-plugin")
+	case *unixTarget == "" && *tokenPlugin == "" && len(pos) < 2:
 		return opts, errors.New("too few arguments")
 	case len(pos) > 2:
 		return opts, errors.New("too many arguments")
@@ -144,9 +176,16 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 		cfg.ListenUnixMode = os.FileMode(mode)
 	}
 
-	if *unixTarget != "" {
+	switch {
+	case *tokenPlugin != "":
+		opts.tokenPlugin, opts.tokenSource = *tokenPlugin, tokenSourcePath(*tokenPlugin, *tokenSource)
+		cfg.TokenFrom = codec.TokenFromQuery
+		if *hostToken {
+			cfg.TokenFrom = codec.TokenFromHost
+		}
+	case *unixTarget != "":
 		cfg.TargetNetwork, cfg.TargetAddr = "unix", absPath(*unixTarget)
-	} else {
+	default:
 		th, tp, err := splitHostPort(pos[1])
 		if err != nil {
 			return opts, fmt.Errorf("error parsing target: %v", err)
@@ -191,6 +230,15 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 		}
 	}
 	cfg.FileOnly = *fileOnly
+	if *authPlugin != "" {
+		if cfg.Auth, err = auth.New(*authPlugin, *authSource); err != nil {
+			return opts, err
+		}
+		if strings.HasSuffix(*authPlugin, "ClientCertCNAuth") && !*verifyClient {
+			fmt.Fprintln(os.Stderr, "websockify: warning: ClientCertCNAuth without --verify-client refuses every client (no certificate is asked for)")
+		}
+	}
+	cfg.WebAuth = *webAuth
 	cfg.PreferIPv6 = *preferV6
 	cfg.Verbose = *verbose
 	cfg.Log = eventloop.NewLogger(os.Stderr, *verbose)
@@ -244,6 +292,17 @@ func resolvePreferV6(host string) string {
 	return ""
 }
 
+// tokenSourcePath resolves a token source that names a file or directory
+// against the starting directory (absPath); URLs and Redis addresses are
+// left as they are.
+func tokenSourcePath(plugin, source string) string {
+	switch strings.TrimPrefix(plugin, "websockify.token_plugins.") {
+	case "ReadOnlyTokenFile", "TokenFile", "TokenFileName", "JWTTokenApi", "UnixDomainSocketDirectory":
+		return absPath(source)
+	}
+	return source
+}
+
 // absPath resolves p against the directory websockify was started in, so a
 // later chdir (daemon mode, --web) cannot change what it names.
 func absPath(p string) string {
@@ -281,7 +340,10 @@ func printBanner(w io.Writer, cfg eventloop.Config, workers int) {
 		fmt.Fprintf(w, "  - SSL/TLS support\n")
 	}
 	target := cfg.TargetAddr
-	if cfg.TargetNetwork == "unix" {
+	switch {
+	case cfg.Tokens != nil:
+		target = "targets generated by " + cfg.Tokens.Name()
+	case cfg.TargetNetwork == "unix":
 		target = "unix socket " + target
 	}
 	if cfg.TargetTLS != nil {

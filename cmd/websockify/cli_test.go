@@ -46,7 +46,7 @@ func TestParseArgs(t *testing.T) {
 		{args: []string{"6080"}, wantErr: "too few arguments"},
 		{args: []string{"6080", "a:1", "b:2"}, wantErr: "too many arguments"},
 		{args: []string{"--unix-target", "/tmp/s", "6080", "a:1"}, wantErr: "a target address cannot be given with --unix-target"},
-		{args: []string{"--web-auth", "6080", "a:1"}, wantErr: "--web-auth is not supported yet"},
+		{args: []string{"--web-auth", "6080", "a:1"}, wantErr: "you must use --auth-plugin to use --web-auth"},
 		{args: []string{"--web", "/nonexistent-web-root", "6080", "a:1"}, wantErr: "--web /nonexistent-web-root: not a directory"},
 		{args: []string{"--web", "/", "--file-only", "6080", "a:1"}, listen: ":6080", target: "a:1"},
 		{args: []string{"6080", "--", "prog"}, wantErr: "wrapping a program (-- PROGRAM) is not supported yet"},

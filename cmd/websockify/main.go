@@ -16,6 +16,7 @@ import (
 	"syscall"
 
 	"github.com/gowebsockify/websockify/eventloop"
+	"github.com/gowebsockify/websockify/token"
 	"github.com/gowebsockify/websockify/workers"
 )
 
@@ -32,6 +33,14 @@ func main() {
 		os.Exit(2)
 	}
 	cfg := opts.Config
+	if opts.tokenPlugin != "" {
+		cfg.Tokens, err = token.New(opts.tokenPlugin, opts.tokenSource, func(msg string) { cfg.Log.Infof("%s", msg) })
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "websockify: --token-plugin %s: %v\n%s", opts.tokenPlugin, err, usageLines)
+			os.Exit(2)
+		}
+		defer cfg.Tokens.Close()
+	}
 	switch {
 	case workers.IsWorker():
 		// The parent checked the address and shares the cores out.
