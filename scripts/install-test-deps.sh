@@ -17,6 +17,8 @@ command -v bash >/dev/null 2>&1 || need_apt+=(bash)
 [ -x /usr/bin/xsetroot ] || need_apt+=(x11-xserver-utils)
 [ -x /usr/bin/xterm ] || need_apt+=(xterm)
 [ -f /usr/share/fonts/X11/misc/6x13-ISO8859-1.pcf.gz ] || need_apt+=(xfonts-base) # xterm's font "fixed" in Xvnc
+# test/tokens_test.go: TokenRedis against a real Redis the tests start.
+[ -x /usr/bin/redis-server ] || need_apt+=(redis-server)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
