@@ -8,6 +8,8 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -103,10 +105,29 @@ func newTokenRedis(src string, log func(string)) (Plugin, error) {
 		ContextTimeoutEnabled: true,
 		// No retries: a failed GET is reported at once as a BackendError, within the deadline.
 		MaxRetries:               -1,
+		DialerRetries:            1,
 		DisableIdentity:          true,
 		MaintNotificationsConfig: &maintnotifications.Config{Mode: maintnotifications.ModeDisabled},
 	})
+	redisLog.Store(&log)
+	redisLoggerOnce.Do(func() { redis.SetLogger(redisLogger{}) })
 	return &tokenRedis{source: source, backend: "redis " + source.addr(), client: client, log: log}, nil
+}
+
+// go-redis logs through one process-wide logger; it is pointed at the log
+// of the latest TokenRedis (the proxy has one) instead of stderr.
+var (
+	redisLog        atomic.Pointer[func(string)]
+	redisLoggerOnce sync.Once
+)
+
+type redisLogger struct{}
+
+func (redisLogger) Printf(_ context.Context, format string, v ...any) {
+	if log := redisLog.Load(); log != nil {
+		msg := strings.Join(strings.Fields(fmt.Sprintf(format, v...)), " ")
+		(*log)("TokenRedis: " + msg)
+	}
 }
 
 func (p *tokenRedis) Name() string { return "TokenRedis" }
