@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
+	"io"
 	"net"
 	"os"
 	"time"
@@ -137,9 +138,7 @@ func (s *session) fromClient(p []byte) {
 		sd.x.held = append(sd.x.held, p...)
 		p, fromHeld = sd.x.held, true
 	}
-	if len(p) > 0 {
-		s.traffic(trafficFromClient)
-	}
+	relaying := s.relaying()
 	for len(p) > 0 {
 		n, step := s.m.FromClient(p, s)
 		s.flushTarget()
@@ -153,6 +152,10 @@ func (s *session) fromClient(p []byte) {
 		if n == 0 || step != codec.Continue {
 			break
 		}
+	}
+	if relaying && s.l.srv.cfg.Traffic != nil {
+		// "}." when part of a frame is left waiting for more.
+		s.traffic(partial(trafficFromClient, len(p) > 0))
 	}
 	s.keep(p, fromHeld)
 }
@@ -178,7 +181,7 @@ func (s *session) fromTarget(p []byte) {
 	if len(p) == 0 || !s.relaying() {
 		return
 	}
-	s.traffic(trafficFromTarget)
+	s.traffic(trafficFromTarget[0])
 	s.m.FromTarget(p, s)
 }
 
@@ -231,7 +234,7 @@ func (s *session) flushTarget() {
 		return
 	}
 	s.target.sendv(iov)
-	s.traffic(trafficToTarget)
+	s.traffic(partial(trafficToTarget, s.target.queued() > 0))
 	clear(iov)
 	l.targetIov = iov[:0]
 	l.smallBytes = l.smallBytes[:0]
@@ -240,13 +243,15 @@ func (s *session) flushTarget() {
 // ToClient writes to the client.
 func (s *session) ToClient(p []byte) {
 	s.client.send(p, nil)
-	s.traffic(trafficToClient)
+	if s.relaying() {
+		s.traffic(partial(trafficToClient, s.client.queued() > 0))
+	}
 }
 
 // ToClientFrame writes a frame's header and payload to the client.
 func (s *session) ToClientFrame(head, body []byte) {
 	s.client.send(head, body)
-	s.traffic(trafficToClient)
+	s.traffic(partial(trafficToClient, s.client.queued() > 0))
 }
 
 // Scratch lends the loop's frame buffer.
@@ -378,6 +383,9 @@ func (s *session) targetOpened(c gnet.Conn, e *enrolled) gnet.Action {
 	if !s.routed(e) || s.m.Dialed() == codec.Close || s.ended {
 		s.target.closeAsked = true
 		return gnet.Close // OnClose settles the descriptor
+	}
+	if tw := s.l.srv.cfg.Traffic; tw != nil {
+		_, _ = io.WriteString(tw, trafficLegend)
 	}
 	if s.target.tlsConn() != nil {
 		s.readTLS(&s.target, nil) // what came with the handshake's last flight
@@ -597,12 +605,35 @@ func (s *session) heartbeatDue(at int64) {
 
 // ---- traffic symbols (--traffic) ----
 
+// The original's symbols: a whole read or write, and with "." a partial one
+// (a frame not complete yet, or a write the kernel took only part of).
 var (
-	trafficFromClient = []byte("}")
-	trafficToTarget   = []byte(">")
-	trafficFromTarget = []byte("{")
-	trafficToClient   = []byte("<")
+	trafficFromClient = [2][]byte{[]byte("}"), []byte("}.")}
+	trafficToTarget   = [2][]byte{[]byte(">"), []byte(">.")}
+	trafficFromTarget = [2][]byte{[]byte("{"), []byte("{")}
+	trafficToClient   = [2][]byte{[]byte("<"), []byte("<.")}
 )
+
+func partial(sym [2][]byte, part bool) []byte {
+	if part {
+		return sym[1]
+	}
+	return sym[0]
+}
+
+// trafficLegend is printed as each session starts relaying, as the
+// original does.
+const trafficLegend = `
+Traffic Legend:
+    }  - Client receive
+    }. - Client receive partial
+    {  - Target receive
+
+    >  - Target send
+    >. - Target send partial
+    <  - Client send
+    <. - Client send partial
+`
 
 func (s *session) traffic(sym []byte) {
 	if tw := s.l.srv.cfg.Traffic; tw != nil {

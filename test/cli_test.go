@@ -269,16 +269,29 @@ func TestCLITrafficVerbose(t *testing.T) {
 	p := startProxy(t, echo.addr, "--traffic", "-v")
 	c := dialWS(t, p, modeBinary)
 	mustEcho(t, c, []byte("traffic"))
+	// A frame in two writes: the first read holds part of it ("}.").
+	frame := c.dataFrame([]byte("split frame"))
+	if err := c.write(frame[:5]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if err := c.write(frame[5:]); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.readN(len("split frame")); err != nil || string(got) != "split frame" {
+		t.Fatalf("split frame echo %q, %v", got, err)
+	}
 	c.conn.Close()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
 		out := p.stdout.String()
-		if strings.Contains(out, "}") && strings.Contains(out, ">") && strings.Contains(out, "{") && strings.Contains(out, "<") {
+		if strings.Contains(out, "Traffic Legend:") && strings.Contains(out, "}.") && strings.Contains(out, ">") &&
+			strings.Contains(out, "{") && strings.Contains(out, "<") {
 			return
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	t.Fatalf("--traffic stdout %q lacks one of } > { <", p.stdout.String())
+	t.Fatalf("--traffic stdout %q lacks the legend or one of }. > { <", p.stdout.String())
 }
 
 // Accepted compatibility options do not stop the proxy from working.
