@@ -30,6 +30,13 @@ type Config struct {
 	Auth    codec.Authenticator
 	WebAuth bool
 
+	// Record, when set, records each upgraded session to Record.N (N
+	// counts accepted connections from 1; with --workers, worker k of n
+	// numbers its connections k+1, k+1+n, ...). RecordSlot and
+	// RecordSlots are k and n.
+	Record                  string
+	RecordSlot, RecordSlots int
+
 	Heartbeat   time.Duration // ping period; 0 = off
 	IdleTimeout time.Duration // exit after this long with no session; 0 = never
 	Timeout     time.Duration // stop accepting after this long, exit when the last session ends; 0 = never

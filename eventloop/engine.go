@@ -31,6 +31,7 @@ import (
 	"time"
 
 	"github.com/gowebsockify/websockify/codec"
+	"github.com/gowebsockify/websockify/record"
 	"github.com/gowebsockify/websockify/webserver"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/logging"
@@ -52,8 +53,10 @@ type server struct {
 	loopsMu sync.Mutex
 	loops   map[gnet.EventLoop]*loop
 
-	sessions atomic.Int64 // sessions not yet finished
-	upgraded atomic.Bool  // for --run-once
+	sessions atomic.Int64  // sessions not yet finished
+	accepted atomic.Uint64 // connections accepted, numbering --record's files
+	recorder *record.Recorder
+	upgraded atomic.Bool // for --run-once
 	stopping atomic.Bool
 	lastIdle atomic.Int64 // unix nanos when the session count last hit zero
 	fatal    atomic.Pointer[error]
@@ -99,6 +102,10 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 			return fmt.Errorf("--web: %w", err)
 		}
 		s.web = web
+	}
+	if cfg.Record != "" {
+		s.recorder = record.NewRecorder(cfg.Record, func(msg string) { cfg.Log.Infof("%s", msg) })
+		defer s.recorder.Close() // after the loops: every file finished with 'EOF'];
 	}
 	drain, err := newDrainPoller()
 	if err != nil {
@@ -352,7 +359,12 @@ func (s *server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
 	}
 	_ = c.SetNoDelay(true) // not inherited from the listener on every kernel; fails harmlessly on unix sockets
 	s.sessions.Add(1)
-	newSession(l, c, reserved)
+	sess := newSession(l, c, reserved)
+	if s.recorder != nil {
+		n := s.accepted.Add(1)
+		slots := uint64(max(1, s.cfg.RecordSlots))
+		sess.state().recordN = (n-1)*slots + uint64(s.cfg.RecordSlot) + 1
+	}
 	return nil, gnet.None
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/gowebsockify/websockify/codec"
+	"github.com/gowebsockify/websockify/record"
 	"github.com/gowebsockify/websockify/token"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/pool/goroutine"
@@ -58,11 +59,18 @@ type sessionState struct {
 	chunkPending bool // a chunk is being read off the loop; it owns file meanwhile
 	webPending   bool // the response is being built off the loop
 	keepAlive    bool
+
+	// --record: the session's number, and once upgraded its recording
+	// and when the upgrade was (unix nanos).
+	recordN     uint64
+	rec         *record.Session
+	recordStart int64
 }
 
 // idle reports whether the state holds nothing any more.
 func (x *sessionState) idle() bool {
-	return x.handshake == nil && x.file == nil && !x.webPending && !x.chunkPending && x.clientCN == ""
+	return x.handshake == nil && x.file == nil && !x.webPending && !x.chunkPending && x.clientCN == "" &&
+		x.recordN == 0 && x.rec == nil
 }
 
 func (s *session) state() *sessionState {
@@ -182,6 +190,9 @@ func (s *session) fromTarget(p []byte) {
 		return
 	}
 	s.traffic(trafficFromTarget[0])
+	if s.x != nil && s.x.rec != nil {
+		s.x.rec.ToClient(s.recordMillis(), p)
+	}
 	s.m.FromTarget(p, s)
 }
 
@@ -216,6 +227,9 @@ func (s *session) act(step codec.Step) {
 // since they are valid only during the call.
 func (s *session) ToTarget(p []byte) {
 	l := s.l
+	if s.x != nil && s.x.rec != nil {
+		s.x.rec.FromClient(s.recordMillis(), p)
+	}
 	if len(l.targetIov) == cap(l.targetIov) || len(l.smallBytes)+len(p) > cap(l.smallBytes) {
 		s.flushTarget()
 	}
@@ -439,6 +453,10 @@ func (s *session) end() {
 		_ = s.x.handshake.Close() // its goroutine reports back and finds the session ended
 	}
 	s.closeFile()
+	if s.x != nil && s.x.rec != nil {
+		s.x.rec.Close() // the writer finishes the file with 'EOF'];
+		s.x.rec = nil
+	}
 	s.client.startClosing()
 	s.target.startClosing()
 }
@@ -511,6 +529,7 @@ func (s *session) sync() {
 			s.deadline = s.l.requestHead.add(now, s)
 		case codec.Dialing:
 			s.l.srv.upgraded.Store(true) // --run-once takes no other client
+			s.startRecording(now)
 		case codec.Relaying:
 			if s.l.srv.cfg.Heartbeat > 0 && s.m.Version() == codec.HyBi {
 				s.deadline = s.l.heartbeat.add(now, s)
@@ -601,6 +620,26 @@ func (s *session) heartbeatDue(at int64) {
 	s.m.Heartbeat(s)
 	s.deadline = s.l.heartbeat.add(time.Now().UnixNano(), s)
 	s.sync()
+}
+
+// ---- recording (--record) ----
+
+// startRecording opens the session's recording as it upgrades (the file is
+// created by the recorder's goroutine, not here).
+func (s *session) startRecording(now int64) {
+	rec := s.l.srv.recorder
+	if rec == nil || s.x == nil || s.x.recordN == 0 {
+		return
+	}
+	s.Log(false, "opening record file: "+rec.Path(s.x.recordN))
+	s.x.rec = rec.Open(s.x.recordN)
+	s.x.recordStart = now
+	s.x.recordN = 0
+}
+
+// recordMillis is how long ago the session upgraded, in milliseconds.
+func (s *session) recordMillis() int64 {
+	return (time.Now().UnixNano() - s.x.recordStart) / 1e6
 }
 
 // ---- traffic symbols (--traffic) ----

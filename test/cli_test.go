@@ -38,7 +38,6 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"ssl-version-unknown", []string{"--ssl-version", "sslv3", "6080", "127.0.0.1:5900"}, "ssl-version"},
 		{"web-auth-without-auth-plugin", []string{"--web", "/tmp", "--web-auth", "6080", "127.0.0.1:5900"}, "--auth-plugin"},
 		{"web-not-a-directory", []string{"--web", "/nonexistent-web-root", "6080", "127.0.0.1:5900"}, "not a directory"},
-		{"record", []string{"--record", "/tmp/rec", "6080", "127.0.0.1:5900"}, "not supported yet"},
 		{"daemon", []string{"-D", "6080", "127.0.0.1:5900"}, "not supported yet"},
 		{"ssl-only-without-cert", []string{"--ssl-only", "--cert", "/nonexistent/self.pem", "6080", "127.0.0.1:5900"}, "cert"},
 		{"inetd", []string{"--inetd", "6080", "127.0.0.1:5900"}, "not supported yet"},

@@ -34,6 +34,16 @@ const workerStartLimit = 10 * time.Second
 // IsWorker reports whether this process was started by Supervise.
 func IsWorker() bool { return os.Getenv(workerEnv) != "" }
 
+// Slot tells a worker which of the n workers it is (0 <= slot < n); it
+// returns 0, 1 outside a worker. Workers number what they share out by it,
+// such as --record's files, so that no two write the same file.
+func Slot() (slot, n int) {
+	if _, err := fmt.Sscanf(os.Getenv(workerEnv), "%d/%d", &slot, &n); err != nil || n < 1 || slot < 0 || slot >= n {
+		return 0, 1
+	}
+	return slot, n
+}
+
 // Ready tells the parent that this worker's listeners are bound. Call it
 // once, in a worker.
 func Ready() {
@@ -93,7 +103,7 @@ func Supervise(n int, log Logger, soleListeners func(pids []int) error) error {
 	}
 
 	for slot := range n {
-		w, err := startWorker(slot, exits)
+		w, err := startWorker(slot, n, exits)
 		if err != nil {
 			return fail(err)
 		}
@@ -146,7 +156,7 @@ func Supervise(n int, log Logger, soleListeners func(pids []int) error) error {
 				log.Flush()
 				return fail(errors.New("a replaced worker exited again within 5s; giving up"))
 			}
-			w, err := startWorker(ex.w.slot, exits)
+			w, err := startWorker(ex.w.slot, n, exits)
 			if err != nil {
 				log.Flush()
 				return fail(err)
@@ -162,7 +172,7 @@ func Supervise(n int, log Logger, soleListeners func(pids []int) error) error {
 
 // startWorker starts this program again, with the same arguments, as a
 // worker, and reports its exit on exits.
-func startWorker(slot int, exits chan<- workerExit) (*worker, error) {
+func startWorker(slot, n int, exits chan<- workerExit) (*worker, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -172,7 +182,7 @@ func startWorker(slot int, exits chan<- workerExit) (*worker, error) {
 		return nil, err
 	}
 	cmd := exec.Command(self, os.Args[1:]...)
-	cmd.Env = append(os.Environ(), workerEnv+"=1")
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d/%d", workerEnv, slot, n))
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = nil, os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{wr} // becomes readyFD
 	// A worker must not outlive a parent killed with SIGKILL: it would hold

@@ -30,7 +30,7 @@ var errHelpShown = errors.New("help shown")
 // notYet lists the original's options that later work will implement. They
 // are parsed (so the grammar stays right) but refused, never ignored.
 var notYet = []string{
-	"record", "daemon", "inetd", "wrap-mode", "log-file", "syslog", "legacy-syslog",
+	"daemon", "inetd", "wrap-mode", "log-file", "syslog", "legacy-syslog",
 }
 
 // options is the parsed command line: the proxy's Config plus what only
@@ -88,8 +88,9 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	authPlugin := fs.String("auth-plugin", "", "check each request with this plugin: "+strings.Join(auth.Names, ", "))
 	authSource := fs.String("auth-source", "", "argument of the auth plugin")
 
+	recordFile := fs.String("record", "", "record sessions to FILE.[session_number]")
+
 	// Options of the original that are not implemented yet.
-	fs.String("record", "", "record sessions to FILE.[session_number]")
 	fs.BoolP("daemon", "D", false, "become a daemon (background process)")
 	fs.Bool("inetd", false, "inetd mode: the listening socket is on fd 0")
 	fs.String("wrap-mode", "exit", "action when the wrapped program exits: exit, ignore, respawn")
@@ -239,6 +240,7 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 		}
 	}
 	cfg.WebAuth = *webAuth
+	cfg.Record = absPath(*recordFile)
 	cfg.PreferIPv6 = *preferV6
 	cfg.Verbose = *verbose
 	cfg.Log = eventloop.NewLogger(os.Stderr, *verbose)
@@ -348,6 +350,9 @@ func printBanner(w io.Writer, cfg eventloop.Config, workers int) {
 	}
 	if cfg.TargetTLS != nil {
 		target += " (using SSL)"
+	}
+	if cfg.Record != "" {
+		fmt.Fprintf(w, "  - Recording to '%s.*'\n", cfg.Record)
 	}
 	fmt.Fprintf(w, "  - proxying from %s to %s\n", listen, target)
 	if workers > 1 {

@@ -45,6 +45,7 @@ func main() {
 	case workers.IsWorker():
 		// The parent checked the address and shares the cores out.
 		cfg.Worker = true
+		cfg.RecordSlot, cfg.RecordSlots = workers.Slot()
 		cfg.Loops = max(1, runtime.NumCPU()/opts.workers)
 		cfg.Ready = workers.Ready
 	case opts.workers > 1:
