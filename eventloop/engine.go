@@ -77,6 +77,9 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 	if cfg.Log == nil {
 		cfg.Log = NewLogger(os.Stderr, cfg.Verbose)
 	}
+	if cfg.Traffic != nil {
+		cfg.Traffic = newTrafficWriter(cfg.Traffic)
+	}
 	s := &server{cfg: cfg, loops: make(map[gnet.EventLoop]*loop), started: time.Now()}
 	s.sessionCfg = codec.SessionConfig{
 		TLSAvailable: cfg.TLS != nil,
