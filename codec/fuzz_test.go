@@ -98,21 +98,39 @@ func FuzzSession(f *testing.F) {
 		"<policy-file-request/>\x00",
 		"GET / HTTP/1.1\r\n\r\n",
 		"\x16\x03\x01",
+		strings.Replace(upgradeRequest, "/websockify", "/websockify?token=vm1", 1) + string(maskedFrame(0x82, []byte("hi"), mask)),
+		strings.Replace(upgradeRequest, "/websockify", "/?token=xbad", 1),
 	} {
 		f.Add([]byte(s), []byte{5, 40, 1})
 	}
+	// The same with tokens and an auth plugin: the token "x..." is unknown,
+	// and an Origin "http://evil" is refused.
+	tokens := testSessionConfig
+	tokens.Tokens = TokenFromQuery
+	tokens.Auth = &denyEvil{}
 	f.Fuzz(func(t *testing.T, stream, splits []byte) {
-		whole := runSession(t, stream, nil)
 		var sizes []int
 		for _, s := range splits {
 			sizes = append(sizes, int(s)+1)
 		}
-		split := runSession(t, stream, sizes)
-		if whole.phase != split.phase || !bytes.Equal(whole.client, split.client) || !bytes.Equal(whole.target, split.target) {
-			t.Fatalf("split feed differs:\nwhole %v %q %q\nsplit %v %q %q",
-				whole.phase, whole.client, whole.target, split.phase, split.client, split.target)
+		for _, cfg := range []*SessionConfig{&testSessionConfig, &tokens} {
+			whole := runSession(t, cfg, stream, nil)
+			split := runSession(t, cfg, stream, sizes)
+			if whole.phase != split.phase || !bytes.Equal(whole.client, split.client) || !bytes.Equal(whole.target, split.target) {
+				t.Fatalf("split feed differs:\nwhole %v %q %q\nsplit %v %q %q",
+					whole.phase, whole.client, whole.target, split.phase, split.client, split.target)
+			}
 		}
 	})
+}
+
+type denyEvil struct{}
+
+func (denyEvil) Authenticate(req *Request, _ string) (*HTTPError, string) {
+	if req.Header.Get("Origin") == "http://evil" {
+		return &HTTPError{Status: 403, Reason: "Forbidden"}, "evil"
+	}
+	return nil, ""
 }
 
 type sessionRun struct {
@@ -122,8 +140,8 @@ type sessionRun struct {
 
 // runSession feeds stream to a new Session in pieces of the given sizes
 // (the rest at once), keeping what it did not consume, as an owner does.
-func runSession(t *testing.T, stream []byte, sizes []int) sessionRun {
-	s := NewSession(&testSessionConfig, "10.0.0.1")
+func runSession(t *testing.T, cfg *SessionConfig, stream []byte, sizes []int) sessionRun {
+	s := NewSession(cfg, "10.0.0.1")
 	r := &recorder{}
 	var held []byte
 	feed := func(p []byte) {
@@ -135,6 +153,12 @@ func runSession(t *testing.T, stream []byte, sizes []int) sessionRun {
 			}
 			held = held[n:]
 			switch step {
+			case Route:
+				if strings.HasPrefix(s.Token(), "x") {
+					s.RouteFailed(ErrTokenNotFound, r)
+				} else if s.Routed("127.0.0.1:5901", r) == Dial {
+					s.Dialed()
+				}
 			case Dial:
 				s.Dialed()
 			case StartTLS:
