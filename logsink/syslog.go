@@ -48,8 +48,8 @@ const utf8BOM = "\xef\xbb\xbf"
 // local unix socket, with the header the original websockify sends. It is
 // safe for concurrent use; send errors are returned, never panicked on.
 type Syslog struct {
-	network  string // "udp", or "" for a unix socket whose type is not yet known
-	address  string // host:port or an absolute socket path
+	network string // "udp", or "" for a unix socket whose type is not yet known
+	address string // host:port or an absolute socket path
 
 	legacy   bool
 	facility int
