@@ -142,8 +142,8 @@ type Session struct {
 	inFlight   int
 	queued     bool
 	closeAsked bool
-	// overflowed: a chunk did not fit in the bound; chunkSize is its
-	// size and held what was waiting then, for the log line.
+	// overflowed: a chunk did not fit in the bound; chunkSize is the
+	// size of its line and held what was waiting then, for the log line.
 	overflowed      bool
 	chunkSize, held int
 
@@ -192,8 +192,9 @@ func (s *Session) add(mark byte, ms int64, p []byte) {
 		return
 	}
 	if cap(s.pending)-len(s.pending) < size {
-		// Grow by doubling, never past the bound: the bound is on
-		// memory as much as on bytes.
+		// Grow by doubling, never past the bound, so that the memory
+		// of a session is bounded too: at most two buffers (pending
+		// and the one being written) of at most pendingLimit each.
 		grown := min(max(2*cap(s.pending), len(s.pending)+size, 4<<10), limit)
 		s.pending = append(make([]byte, 0, grown), s.pending...)
 	}
