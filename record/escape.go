@@ -55,12 +55,14 @@ func escapedSize(p []byte) int {
 	return n
 }
 
-// appendEscaped appends p escaped to dst. It allocates only if dst lacks
-// the room (escapedSize(p)).
+// appendEscaped appends p escaped to dst, growing it as needed.
 func appendEscaped(dst, p []byte) []byte {
-	if cap(dst)-len(dst) < 4*len(p) {
-		dst = slices.Grow(dst, escapedSize(p)) // no-op if the room is there
-	}
+	return appendEscapedInRoom(slices.Grow(dst, escapedSize(p)), p)
+}
+
+// appendEscapedInRoom appends p escaped to dst, which must have the room
+// (escapedSize(p) bytes past its length).
+func appendEscapedInRoom(dst, p []byte) []byte {
 	out := dst[len(dst):cap(dst)]
 	w := 0
 	for i, b := range p {
@@ -101,12 +103,18 @@ func lineSize(ms int64, p []byte) int {
 	return lineOverhead + decimalLen(ms) + escapedSize(p)
 }
 
-// appendLine appends one recording line for the chunk p.
+// lineSizeAtMost is a bound on lineSize that does not read p.
+func lineSizeAtMost(ms int64, p []byte) int {
+	return lineOverhead + decimalLen(ms) + 4*len(p)
+}
+
+// appendLine appends one recording line for the chunk p. dst must have
+// the room, lineSize(ms, p) bytes past its length.
 func appendLine(dst []byte, mark byte, ms int64, p []byte) []byte {
 	dst = append(dst, '\'', mark)
 	dst = strconv.AppendInt(dst, ms, 10)
 	dst = append(dst, mark)
-	dst = appendEscaped(dst, p)
+	dst = appendEscapedInRoom(dst, p)
 	return append(dst, '\'', ',', '\n')
 }
 

@@ -106,12 +106,15 @@ func TestLineFraming(t *testing.T) {
 		{fromClientMark, 1234, "\x01it's", `'}1234}\x01it\'s',` + "\n"},
 		{toClientMark, -7, "", `'{-7{',` + "\n"},
 	} {
-		got := appendLine(nil, tc.mark, tc.ms, []byte(tc.p))
+		got := appendLine(make([]byte, 0, lineSize(tc.ms, []byte(tc.p))), tc.mark, tc.ms, []byte(tc.p))
 		if string(got) != tc.want {
 			t.Errorf("appendLine(%q, %d, %q) = %q, want %q", tc.mark, tc.ms, tc.p, got, tc.want)
 		}
 		if n := lineSize(tc.ms, []byte(tc.p)); n != len(got) {
 			t.Errorf("lineSize(%d, %q) = %d, line is %d bytes", tc.ms, tc.p, n, len(got))
+		}
+		if n := lineSizeAtMost(tc.ms, []byte(tc.p)); n < len(got) {
+			t.Errorf("lineSizeAtMost(%d, %q) = %d, line is %d bytes", tc.ms, tc.p, n, len(got))
 		}
 	}
 }

@@ -56,12 +56,15 @@ type Recorder struct {
 
 // NewRecorder starts the writer of the recordings FILE.N, base being FILE
 // as an absolute path. log receives one line per recording that fails or
-// stops early; it is called from the writer goroutine only.
+// stops early; it is called from the writer goroutine only, and may be nil.
 func NewRecorder(base string, log func(msg string)) *Recorder {
 	return newRecorder(base, log, SessionPendingLimit, nil)
 }
 
 func newRecorder(base string, log func(string), pendingLimit int, beforeWrite func(*Session)) *Recorder {
+	if log == nil {
+		log = func(string) {}
+	}
 	r := &Recorder{
 		base:         base,
 		log:          log,
@@ -139,8 +142,8 @@ type Session struct {
 	inFlight   int
 	queued     bool
 	closeAsked bool
-	// overflowed: a chunk did not fit in the bound; chunkSize is its
-	// size and held what was waiting then, for the log line.
+	// overflowed: a chunk did not fit in the bound; chunkSize is the
+	// size of its line and held what was waiting then, for the log line.
 	overflowed      bool
 	chunkSize, held int
 
@@ -161,14 +164,20 @@ func (s *Session) add(mark byte, ms int64, p []byte) {
 	if s == nil || s.stopped.Load() {
 		return
 	}
-	size := lineSize(ms, p)
 	s.mu.Lock()
 	if s.stopped.Load() {
 		s.mu.Unlock()
 		return
 	}
 	limit := s.r.pendingLimit
-	if held := len(s.pending) + s.inFlight; held+size > limit {
+	held := len(s.pending) + s.inFlight
+	// Sizing the line exactly takes a pass over p; the bound of four
+	// bytes a byte does not, and settles most calls.
+	size := lineSizeAtMost(ms, p)
+	if held+size > limit || cap(s.pending)-len(s.pending) < size {
+		size = lineSize(ms, p)
+	}
+	if held+size > limit {
 		// Dropping only this chunk would leave a recording with a hole
 		// that plays back as garbage; end it here instead. What waits
 		// is dropped too when the disk is behind, so that the memory
@@ -183,8 +192,9 @@ func (s *Session) add(mark byte, ms int64, p []byte) {
 		return
 	}
 	if cap(s.pending)-len(s.pending) < size {
-		// Grow by doubling, never past the bound: the bound is on
-		// memory as much as on bytes.
+		// Grow by doubling, never past the bound, so that the memory
+		// of a session is bounded too: at most two buffers (pending
+		// and the one being written) of at most pendingLimit each.
 		grown := min(max(2*cap(s.pending), len(s.pending)+size, 4<<10), limit)
 		s.pending = append(make([]byte, 0, grown), s.pending...)
 	}

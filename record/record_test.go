@@ -190,11 +190,27 @@ func TestRandomSessionLoadsInNodeAsFed(t *testing.T) {
 // blocks before writing to the file of session n until release is
 // closed; stalled is closed when it first does.
 type stallableWriter struct {
-	n       uint64
-	stall   atomic.Bool
-	stalled chan struct{}
-	release chan struct{}
-	once    sync.Once
+	n           uint64
+	stall       atomic.Bool
+	stalled     chan struct{}
+	release     chan struct{}
+	stalledOnce sync.Once
+	releaseOnce sync.Once
+}
+
+func (w *stallableWriter) hasStalled() bool {
+	select {
+	case <-w.stalled:
+		return true
+	default:
+		return false
+	}
+}
+
+// unstall lets the writer go on; again is harmless, so that a test's
+// cleanup can make sure of it after a failure.
+func (w *stallableWriter) unstall() {
+	w.releaseOnce.Do(func() { close(w.release) })
 }
 
 func newStallableWriter(n uint64) *stallableWriter {
@@ -203,7 +219,7 @@ func newStallableWriter(n uint64) *stallableWriter {
 
 func (w *stallableWriter) beforeWrite(s *Session) {
 	if s.n == w.n && w.stall.Load() {
-		w.once.Do(func() { close(w.stalled) })
+		w.stalledOnce.Do(func() { close(w.stalled) })
 		<-w.release
 	}
 }
@@ -220,7 +236,7 @@ func TestDiskThatCannotKeepUpStopsOnlyThatSession(t *testing.T) {
 	const limit = 64 << 10
 	stuck := newStallableWriter(1)
 	r := newRecorder(filepath.Join(t.TempDir(), "rec"), logs.log, limit, stuck.beforeWrite)
-	defer r.Close()
+	t.Cleanup(func() { stuck.unstall(); r.Close() })
 
 	slow := r.Open(1)
 	var slowWant []fed
@@ -229,7 +245,7 @@ func TestDiskThatCannotKeepUpStopsOnlyThatSession(t *testing.T) {
 
 	stuck.stall.Store(true)
 	feed(slow, &slowWant, fromClientMark, 1, []byte("RFB 003.008\n"))
-	<-stuck.stalled // the writer holds that line and cannot write it
+	waitFor(t, "the writer to stall", stuck.hasStalled) // holding that line
 
 	// More than the bound arrives while the disk is stuck.
 	chunk := bytes.Repeat([]byte("0123456789abcdef"), 1<<10)
@@ -250,7 +266,7 @@ func TestDiskThatCannotKeepUpStopsOnlyThatSession(t *testing.T) {
 	other := r.Open(2)
 	var otherWant []fed
 	feed(other, &otherWant, toClientMark, 0, []byte("other"))
-	close(stuck.release)
+	stuck.unstall()
 	waitFor(t, "the log line", func() bool { return len(logs.get()) > 0 })
 	for i := range 30 { // within the bound, however slow the writer
 		feed(other, &otherWant, fromClientMark, int64(i), bytes.Repeat([]byte{byte(i)}, 500))
@@ -289,8 +305,9 @@ func TestCallersAreNotBlockedByAStuckWriter(t *testing.T) {
 	stuck := newStallableWriter(1)
 	stuck.stall.Store(true)
 	r := newRecorder(filepath.Join(t.TempDir(), "rec"), logs.log, 256<<10, stuck.beforeWrite)
+	t.Cleanup(func() { stuck.unstall(); r.Close() })
 	first := r.Open(1)
-	<-stuck.stalled // on the first line of file 1
+	waitFor(t, "the writer to stall", stuck.hasStalled) // on the first line of file 1
 
 	done := make(chan time.Duration)
 	go func() {
@@ -329,7 +346,7 @@ func TestCallersAreNotBlockedByAStuckWriter(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("calls did not return while the writer was stuck")
 	}
-	close(stuck.release)
+	stuck.unstall()
 	r.Close()
 	// Every file still loads, however far its recording got.
 	var paths []string
@@ -376,6 +393,20 @@ func TestUnwritablePathLogsOnceAndCostsNothingElse(t *testing.T) {
 	}
 }
 
+// waitDrained waits, without allocating, until the writer has written
+// all that s has waiting.
+func waitDrained(s *Session) {
+	for {
+		s.mu.Lock()
+		behind := len(s.pending) + s.inFlight
+		s.mu.Unlock()
+		if behind == 0 {
+			return
+		}
+		runtime.Gosched()
+	}
+}
+
 func TestSteadyStateCallsDoNotAllocate(t *testing.T) {
 	r := NewRecorder(filepath.Join(t.TempDir(), "rec"), func(msg string) { t.Error(msg) })
 	defer r.Close()
@@ -390,15 +421,7 @@ func TestSteadyStateCallsDoNotAllocate(t *testing.T) {
 		s.FromClient(1234, chunk[:60])
 		// Let the writer catch up, as a disk does in the steady state:
 		// a loop of calls outpaces any.
-		for {
-			s.mu.Lock()
-			behind := len(s.pending) + s.inFlight
-			s.mu.Unlock()
-			if behind == 0 {
-				break
-			}
-			runtime.Gosched()
-		}
+		waitDrained(s)
 	}
 	for range 100 { // grow the buffers
 		call()
@@ -484,8 +507,13 @@ func BenchmarkSessionToClient(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		s.ToClient(1, chunk)
+		// A loop of calls outpaces any disk; what is measured is the
+		// call, so the writer catches up untimed.
+		b.StopTimer()
+		waitDrained(s)
+		b.StartTimer()
 	}
 	if s.stopped.Load() {
-		b.Log("the disk did not keep up; the recording stopped")
+		b.Fatal("the recording stopped; the calls measured did nothing")
 	}
 }
