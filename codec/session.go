@@ -517,8 +517,17 @@ func (s *Session) TargetClosed(err error, out Peer) Step {
 func (s *Session) ClientGone(out Peer) Step {
 	if s.phase == Relaying {
 		s.logf(out, "%s: Client disconnected", s.addr)
+		s.closedTarget(out)
 	}
 	return s.close()
+}
+
+// closedTarget is the original's -v line as a relayed session lets its
+// target go.
+func (s *Session) closedTarget(out Peer) {
+	if s.phase == Relaying {
+		s.debugf(out, "%s: Closed target", s.target)
+	}
 }
 
 // Shutdown ends the session because the proxy stops: an upgraded client is
@@ -576,6 +585,7 @@ func (s *Session) closeWithFrame(out Peer, code uint16, reason string, remote bo
 		s.logf(out, "%s: Closing connection: %d %s", s.addr, code, reason)
 	}
 	out.ToClient(s.enc.Close(code, reason))
+	s.closedTarget(out)
 	return s.close()
 }
 

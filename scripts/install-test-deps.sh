@@ -19,6 +19,8 @@ command -v bash >/dev/null 2>&1 || need_apt+=(bash)
 [ -f /usr/share/fonts/X11/misc/6x13-ISO8859-1.pcf.gz ] || need_apt+=(xfonts-base) # xterm's font "fixed" in Xvnc
 # test/tokens_test.go: TokenRedis against a real Redis the tests start.
 [ -x /usr/bin/redis-server ] || need_apt+=(redis-server)
+# test/logging_test.go: --syslog to a real rsyslogd (UDP and a unix socket).
+[ -x /usr/sbin/rsyslogd ] || need_apt+=(rsyslog)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -76,7 +76,7 @@ type workerExit struct {
 // start, the port is not theirs alone, or a replaced worker keeps dying.
 func Supervise(n int, log Logger, soleListeners func(pids []int) error) error {
 	sigs := make(chan os.Signal, 4)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGHUP)
 	exits := make(chan workerExit, n)
 	running := make([]*worker, n)
 	live := 0
@@ -136,8 +136,18 @@ func Supervise(n int, log Logger, soleListeners func(pids []int) error) error {
 	for {
 		select {
 		case sig := <-sigs:
-			if sig == syscall.SIGUSR1 {
+			switch sig {
+			case syscall.SIGUSR1:
 				stopAll(sig) // each worker logs its own status line
+				continue
+			case syscall.SIGHUP:
+				// Each worker reopens its own log file, and so does the parent.
+				if r, ok := log.(interface{ Reopen() error }); ok {
+					if err := r.Reopen(); err != nil {
+						log.Infof("reopening the log file: %v", err)
+					}
+				}
+				stopAll(sig)
 				continue
 			}
 			log.Infof("Got %v, shutting down %d workers", sig, live)

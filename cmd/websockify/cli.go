@@ -30,7 +30,7 @@ var errHelpShown = errors.New("help shown")
 // notYet lists the original's options that later work will implement. They
 // are parsed (so the grammar stays right) but refused, never ignored.
 var notYet = []string{
-	"daemon", "inetd", "wrap-mode", "log-file", "syslog", "legacy-syslog",
+	"daemon", "inetd", "wrap-mode",
 }
 
 // options is the parsed command line: the proxy's Config plus what only
@@ -89,14 +89,14 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	authSource := fs.String("auth-source", "", "argument of the auth plugin")
 
 	recordFile := fs.String("record", "", "record sessions to FILE.[session_number]")
+	logFile := fs.String("log-file", "", "file where logs will be saved (appended to; reopened on SIGHUP)")
+	syslogDest := fs.String("syslog", "", "log to syslog server: a local socket such as /dev/log, or a UDP host:port pair")
+	legacySyslog := fs.Bool("legacy-syslog", false, "use the old syslog protocol instead of RFC 5424 (RFC 3164)")
 
 	// Options of the original that are not implemented yet.
 	fs.BoolP("daemon", "D", false, "become a daemon (background process)")
 	fs.Bool("inetd", false, "inetd mode: the listening socket is on fd 0")
 	fs.String("wrap-mode", "exit", "action when the wrapped program exits: exit, ignore, respawn")
-	fs.String("log-file", "", "file where logs will be saved")
-	fs.String("syslog", "", "log to syslog server (host:port or socket path)")
-	fs.Bool("legacy-syslog", false, "use the old syslog protocol")
 
 	if err := fs.Parse(args); err != nil {
 		return opts, err
@@ -127,6 +127,7 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 		{*authSource != "", "auth-source", "auth-plugin", *authPlugin != ""},
 		{*webAuth, "web-auth", "auth-plugin", *authPlugin != ""},
 		{*webAuth, "web-auth", "web", *web != ""},
+		{*legacySyslog, "legacy-syslog", "syslog", *syslogDest != ""},
 	} {
 		if need.given && !need.set {
 			return opts, fmt.Errorf("you must use --%s to use --%s", need.needs, need.name)
@@ -243,7 +244,17 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	cfg.Record = absPath(*recordFile)
 	cfg.PreferIPv6 = *preferV6
 	cfg.Verbose = *verbose
-	cfg.Log = eventloop.NewLogger(os.Stderr, *verbose)
+	syslogTo := *syslogDest
+	if syslogTo != "" && !strings.Contains(syslogTo, ":") {
+		syslogTo = absPath(syslogTo) // a local socket
+	}
+	cfg.Log, err = eventloop.OpenLogger(eventloop.LogConfig{
+		Verbose: *verbose, Stderr: os.Stderr,
+		File: absPath(*logFile), Syslog: syslogTo, LegacySyslog: *legacySyslog,
+	})
+	if err != nil {
+		return opts, err
+	}
 	if *traffic {
 		cfg.Traffic = os.Stdout
 	}
@@ -318,28 +329,29 @@ func absPath(p string) string {
 	return wd + "/" + p
 }
 
-// printBanner prints the settings summary the original prints at start.
-func printBanner(w io.Writer, cfg eventloop.Config, workers int) {
+// printBanner logs the settings summary the original logs at start (so it
+// reaches --log-file and --syslog too).
+func printBanner(log *eventloop.Logger, cfg eventloop.Config, workers int) {
 	listen := cfg.ListenAddr
 	if cfg.ListenUnix != "" {
 		listen = cfg.ListenUnix
 	}
-	fmt.Fprintf(w, "WebSocket server settings:\n")
-	fmt.Fprintf(w, "  - Listen on %s\n", listen)
+	log.Infof("WebSocket server settings:")
+	log.Infof("  - Listen on %s", listen)
 	switch {
 	case cfg.WebRoot != "" && cfg.FileOnly:
-		fmt.Fprintf(w, "  - Web server (no directory listings). Web root: %s\n", cfg.WebRoot)
+		log.Infof("  - Web server (no directory listings). Web root: %s", cfg.WebRoot)
 	case cfg.WebRoot != "":
-		fmt.Fprintf(w, "  - Web server. Web root: %s\n", cfg.WebRoot)
+		log.Infof("  - Web server. Web root: %s", cfg.WebRoot)
 	}
 	switch {
 	case cfg.TLS == nil:
-		fmt.Fprintf(w, "  - No SSL/TLS support (no cert file)\n")
+		log.Infof("  - No SSL/TLS support (no cert file)")
 	case cfg.SSLOnly:
-		fmt.Fprintf(w, "  - SSL/TLS support\n")
-		fmt.Fprintf(w, "  - Deny non-SSL/TLS connections\n")
+		log.Infof("  - SSL/TLS support")
+		log.Infof("  - Deny non-SSL/TLS connections")
 	default:
-		fmt.Fprintf(w, "  - SSL/TLS support\n")
+		log.Infof("  - SSL/TLS support")
 	}
 	target := cfg.TargetAddr
 	switch {
@@ -352,10 +364,10 @@ func printBanner(w io.Writer, cfg eventloop.Config, workers int) {
 		target += " (using SSL)"
 	}
 	if cfg.Record != "" {
-		fmt.Fprintf(w, "  - Recording to '%s.*'\n", cfg.Record)
+		log.Infof("  - Recording to '%s.*'", cfg.Record)
 	}
-	fmt.Fprintf(w, "  - proxying from %s to %s\n", listen, target)
+	log.Infof("  - proxying from %s to %s", listen, target)
 	if workers > 1 {
-		fmt.Fprintf(w, "  - %d worker processes sharing the port\n", workers)
+		log.Infof("  - %d worker processes sharing the port", workers)
 	}
 }

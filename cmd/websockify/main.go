@@ -49,21 +49,21 @@ func main() {
 		cfg.Loops = max(1, runtime.NumCPU()/opts.workers)
 		cfg.Ready = workers.Ready
 	case opts.workers > 1:
-		printBanner(os.Stderr, cfg, opts.workers)
+		printBanner(cfg.Log, cfg, opts.workers)
 		err := eventloop.CheckAddressFree(cfg)
 		if err == nil {
 			err = workers.Supervise(opts.workers, cfg.Log, func(pids []int) error {
 				return eventloop.CheckSoleListeners(cfg.ListenAddr, pids...)
 			})
 		}
+		cfg.Log.Close()
 		if err != nil {
-			cfg.Log.Flush()
 			fmt.Fprintf(os.Stderr, "websockify: %v\n", err)
 			os.Exit(1)
 		}
 		return
 	default:
-		printBanner(os.Stderr, cfg, 1)
+		printBanner(cfg.Log, cfg, 1)
 	}
 
 	// Idle sessions are the proxy's bulk: with the hot path allocation-free,
@@ -82,12 +82,23 @@ func main() {
 		close(stop)
 	}()
 
+	// SIGHUP reopens --log-file, so logrotate can move it away.
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	go func() {
+		for range hup {
+			if err := cfg.Log.Reopen(); err != nil {
+				cfg.Log.Infof("reopening the log file: %v", err)
+			}
+		}
+	}()
+
 	status := make(chan os.Signal, 1)
 	signal.Notify(status, syscall.SIGUSR1)
 	cfg.StatusRequests = status
 
 	err = eventloop.Serve(cfg, stop)
-	cfg.Log.Flush()
+	cfg.Log.Close()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "websockify: %v\n", err)
 		os.Exit(1)
