@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -32,6 +33,8 @@ type settings struct {
 	repeat    int
 	opTimeout time.Duration
 	commit    string
+	path      string // request path and query of the WebSocket handshake
+	round     int    // which round of an interleaved series this run is (0: none)
 
 	// throughput
 	dir       string
@@ -90,6 +93,8 @@ func runMeasurement(mode string, args []string) error {
 	fs.DurationVar(&cfg.hardLimit, "timeout", 0, "hard limit for the whole run (default: derived from the other flags)")
 	fs.DurationVar(&cfg.opTimeout, "op-timeout", 10*time.Second, "limit for one step of a session (dial, handshake, round trip)")
 	fs.StringVar(&cfg.commit, "commit", "", "what the proxy was built from, recorded in the result (git describe --always --dirty)")
+	fs.StringVar(&cfg.path, "path", "/", "path and query the client asks for in the WebSocket handshake, such as /?token=NAME (replaces the path of a -proxy URL when given)")
+	fs.IntVar(&cfg.round, "round", 0, "number of this run in a series of interleaved rounds, recorded in the result for the report to pair runs by")
 	switch mode {
 	case "throughput":
 		fs.StringVar(&cfg.dir, "dir", "down", "down: the target sends, the client reads; up: the client sends, the target counts")
@@ -142,16 +147,23 @@ func runMeasurement(mode string, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	pathGiven := false
+	fs.Visit(func(f *flag.Flag) { pathGiven = pathGiven || f.Name == "path" })
+	if !pathGiven {
+		cfg.path = ""
+	}
 	if err := cfg.check(); err != nil {
 		return err
 	}
 
-	res := &Result{Mode: mode, Label: cfg.label, Commit: cfg.commit, Time: time.Now().UTC().Format(time.RFC3339)}
+	res := &Result{Mode: mode, Label: cfg.label, Commit: cfg.commit, Time: time.Now().UTC().Format(time.RFC3339),
+		Round: cfg.round, Machine: machineLine()}
 	// The last-resort deadline still leaves a JSON line, so a results file
 	// always says what happened to every run.
 	armWatchdog(cfg.hardLimitOrDefault(), func() {
 		partial := &Result{Mode: res.Mode, Label: res.Label, Proxy: res.Proxy, Transport: res.Transport, TLS: res.TLS,
-			Commit: res.Commit, Time: res.Time, Dir: cfg.dir, Error: "hard deadline reached; the run was killed"}
+			Commit: res.Commit, Time: res.Time, Machine: res.Machine, Path: res.Path, Round: res.Round, Dir: cfg.dir,
+			Error: "hard deadline reached; the run was killed"}
 		if cfg.jsonOut {
 			writeJSON(os.Stdout, partial)
 		}
@@ -203,6 +215,17 @@ func (c *settings) check() error {
 		} else {
 			c.label = "proxy"
 		}
+	}
+	if c.path != "" {
+		if c.raw {
+			return errors.New("-path needs a WebSocket client, not raw TCP")
+		}
+		if !strings.HasPrefix(c.path, "/") {
+			return fmt.Errorf("-path %q: want a path from /, with an optional ?query", c.path)
+		}
+	}
+	if c.round < 0 {
+		return errors.New("-round must not be negative")
 	}
 	if c.mode == "throughput" && c.dir != "down" && c.dir != "up" {
 		return fmt.Errorf("-dir %q: want down or up", c.dir)
@@ -283,6 +306,16 @@ func setUp(cfg *settings, res *Result) (*env, error) {
 		}
 		proxyURL = scheme + "://" + p.listen + "/"
 	}
+	if cfg.path != "" {
+		// Checked against raw TCP in check, but a tcp:// URL makes a raw
+		// client too.
+		if strings.HasPrefix(proxyURL, "tcp://") {
+			return nil, errors.New("-path needs a WebSocket proxy URL, not tcp://")
+		}
+		if proxyURL, err = withPath(proxyURL, cfg.path); err != nil {
+			return nil, err
+		}
+	}
 	bufSize := 4096
 	switch cfg.mode {
 	case "throughput":
@@ -300,7 +333,25 @@ func setUp(cfg *settings, res *Result) (*env, error) {
 		res.Transport = "tcp"
 	}
 	res.TLS = e.client.tls
+	if !e.client.raw {
+		res.Path = e.client.url.RequestURI()
+	}
 	return e, nil
+}
+
+// withPath replaces the path and query of a ws:// or wss:// URL with
+// pathQuery ("/", "/?token=bench", "/websockify?token=a%20b").
+func withPath(proxyURL, pathQuery string) (string, error) {
+	u, err := url.Parse(proxyURL)
+	if err != nil {
+		return "", err
+	}
+	pq, err := url.ParseRequestURI(pathQuery)
+	if err != nil || pq.Host != "" || pq.Scheme != "" {
+		return "", fmt.Errorf("-path %q: not a path with an optional query", pathQuery)
+	}
+	u.Path, u.RawPath, u.RawQuery, u.Fragment = pq.Path, pq.RawPath, pq.RawQuery, ""
+	return u.String(), nil
 }
 
 // cpuMeter measures the proxy tree's CPU use over an interval.

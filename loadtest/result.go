@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -22,7 +23,10 @@ type Result struct {
 	TLS       bool     `json:"tls,omitempty"`    // wss://: WebSocket over TLS
 	Commit    string   `json:"commit,omitempty"` // git describe --always --dirty of the tree the proxy was built from
 	Time      string   `json:"time"`
-	Error     string   `json:"error,omitempty"` // the run failed; what it measured so far is kept
+	Machine   string   `json:"machine,omitempty"` // CPU model, cores and kernel of the machine the run was on
+	Path      string   `json:"path,omitempty"`    // path and query of the WebSocket handshake (-path)
+	Round     int      `json:"round,omitempty"`   // number of the run in a series of interleaved rounds (-round)
+	Error     string   `json:"error,omitempty"`   // the run failed; what it measured so far is kept
 	Notes     []string `json:"notes,omitempty"`
 
 	// throughput
@@ -143,6 +147,11 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	i := int(math.Ceil(p*float64(len(sorted)))) - 1
 	i = max(0, min(i, len(sorted)-1))
 	return sorted[i]
+}
+
+// machineLine names the machine a run is on, for its result.
+func machineLine() string {
+	return fmt.Sprintf("%s, %d cores (nproc), Linux %s", cpuModel(), runtime.NumCPU(), kernelRelease())
 }
 
 func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
