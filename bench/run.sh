@@ -299,7 +299,9 @@ token_rounds() {
 			tokenfile) tok_args=(-proxy-cmd "${bare/"{listen}"/"--token-plugin TokenFile --token-source '$file' {listen}"}") ;;
 			tokenredis)
 				((redis_ok)) || continue
-				tok_args=(-proxy-cmd "${bare/"{listen}"/"--token-plugin TokenRedis --token-source 127.0.0.1:$rport {listen}"}")
+				# The Redis server's CPU is read beside the proxy's.
+				tok_args=(-proxy-cmd "${bare/"{listen}"/"--token-plugin TokenRedis --token-source 127.0.0.1:$rport {listen}"}"
+					-backend-pid "$redis_pid")
 				;;
 			esac
 			tok_args+=(-target "127.0.0.1:$port" -path "/?token=$tok_name")

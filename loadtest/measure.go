@@ -18,23 +18,24 @@ const relayTemplate = "{self} relay {listen} {target}"
 
 // settings are the flags every measurement mode shares, plus the mode's own.
 type settings struct {
-	mode      string
-	proxyURL  string
-	proxyCmd  string
-	relay     bool
-	raw       bool
-	tls       bool
-	proxyPID  int
-	target    string
-	label     string
-	jsonOut   bool
-	proxyLog  string
-	hardLimit time.Duration
-	repeat    int
-	opTimeout time.Duration
-	commit    string
-	path      string // request path and query of the WebSocket handshake
-	round     int    // which round of an interleaved series this run is (0: none)
+	mode       string
+	proxyURL   string
+	proxyCmd   string
+	relay      bool
+	raw        bool
+	tls        bool
+	proxyPID   int
+	backendPID int // a server the proxy consults (a token plugin's Redis): its CPU is read beside the proxy's
+	target     string
+	label      string
+	jsonOut    bool
+	proxyLog   string
+	hardLimit  time.Duration
+	repeat     int
+	opTimeout  time.Duration
+	commit     string
+	path       string // request path and query of the WebSocket handshake
+	round      int    // which round of an interleaved series this run is (0: none)
 
 	// throughput
 	dir       string
@@ -86,6 +87,7 @@ func runMeasurement(mode string, args []string) error {
 	fs.BoolVar(&cfg.raw, "raw", false, "speak raw TCP instead of WebSocket (implied by -relay and tcp:// URLs)")
 	fs.BoolVar(&cfg.tls, "tls", false, "speak wss:// to the started proxy (its certificate is not verified)")
 	fs.IntVar(&cfg.proxyPID, "proxy-pid", 0, "PID of a proxy given with -proxy, for CPU and memory figures")
+	fs.IntVar(&cfg.backendPID, "backend-pid", 0, "PID of a server the proxy consults, such as a token plugin's redis-server: its CPU is reported beside the proxy's (setup) and not counted as other processes'")
 	fs.StringVar(&cfg.target, "target", "127.0.0.1:0", "address the target listens on (fix the port when the proxy was started by hand)")
 	fs.StringVar(&cfg.label, "label", "", "name of the proxy in the results (default: derived from the command)")
 	fs.BoolVar(&cfg.jsonOut, "json", false, "print the result as one JSON object on stdout (the summary goes to stderr)")
@@ -172,7 +174,11 @@ func runMeasurement(mode string, args []string) error {
 	res.LoadAvg1 = loadAverage()
 	e, err := setUp(cfg, res)
 	if err == nil {
-		machine := startOtherCPU()
+		var extra []int
+		if cfg.backendPID > 0 {
+			extra = append(extra, cfg.backendPID)
+		}
+		machine := startOtherCPU(extra...)
 		err = runModeOn(e, mode)
 		if err == nil && e.proxy != nil {
 			// A proxy that crashed under load fails the run even if the
@@ -222,6 +228,14 @@ func (c *settings) check() error {
 		}
 		if !strings.HasPrefix(c.path, "/") {
 			return fmt.Errorf("-path %q: want a path from /, with an optional ?query", c.path)
+		}
+	}
+	if c.backendPID != 0 {
+		if c.backendPID < 0 {
+			return errors.New("-backend-pid must be positive")
+		}
+		if _, err := readStat(c.backendPID); err != nil {
+			return fmt.Errorf("-backend-pid %d: %w", c.backendPID, err)
 		}
 	}
 	if c.round < 0 {

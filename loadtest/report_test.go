@@ -224,11 +224,16 @@ func TestReportTokenSetup(t *testing.T) {
 			SessionsPerSec: newSpread([]float64{rate, rate}), ProxyCPU: newSpread([]float64{cpu, cpu}),
 			SetupP50us: newSpread([]float64{1000}), SetupP99us: newSpread([]float64{5000}), Time: "2026-12-01T10:00:0" + fmt.Sprint(round) + "Z"}
 	}
+	redis := func(round int, rate float64) *Result {
+		r := setup("ours-tokenredis", round, rate, 100)
+		r.BackendCPU = newSpread([]float64{10, 10})
+		return r
+	}
 	all := []*Result{
 		{Mode: "setup", Label: "ours", SessionsPerSec: newSpread([]float64{4000}), Commit: "abc123", Time: "2026-12-01T09:00:00Z"},
-		setup("ours-fixed", 1, 4000, 100), setup("ours-tokenfile", 1, 3800, 100), setup("ours-tokenredis", 1, 3000, 100),
-		setup("ours-tokenfile", 2, 3500, 100), setup("ours-tokenredis", 2, 3600, 100), setup("ours-fixed", 2, 4000, 100),
-		setup("ours-tokenredis", 3, 3500, 100), setup("ours-fixed", 3, 3500, 100), setup("ours-tokenfile", 3, 3500, 100),
+		setup("ours-fixed", 1, 4000, 100), setup("ours-tokenfile", 1, 3800, 100), redis(1, 3000),
+		setup("ours-tokenfile", 2, 3500, 100), redis(2, 3600), setup("ours-fixed", 2, 4000, 100),
+		redis(3, 3500), setup("ours-fixed", 3, 3500, 100), setup("ours-tokenfile", 3, 3500, 100),
 	}
 	got := reportOf(all)
 	plain, tokens, ok := strings.Cut(got, "### Set-up with token plugins")
@@ -244,7 +249,8 @@ func TestReportTokenSetup(t *testing.T) {
 		"| ours-tokenfile | `bin/websockify ours-tokenfile {listen}` | `/?token=bench` | 3 | 3500 [3500–3800] | 0.95 | 0.88 | 0.95, 0.88, 1.00 |",
 		"| ours-tokenredis | `bin/websockify ours-tokenredis {listen}` | `/?token=bench` | 3 | 3500 [3000–3600] | 0.90 | 0.75 | 0.75, 0.90, 1.00 |",
 		"| ours-fixed | `bin/websockify ours-fixed {listen}` | `/?token=bench` | 3 | 4000 [3500–4000] | 1 | 1 | - |",
-		"| 250 µs [250 µs–286 µs] |", // CPU per session: 100% of a core over 4000/s
+		"| 100 [100–100] | - | 250 µs [250 µs–286 µs] |",          // CPU per session: 100% of a core over 4000/s
+		"| 100 [100–100] | 10 [10–10] | 314 µs [306 µs–367 µs] |", // ... with the backend's 10% too
 	} {
 		if !strings.Contains(tokens, want) {
 			t.Errorf("token section lacks %q:\n%s", want, tokens)

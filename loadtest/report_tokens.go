@@ -91,16 +91,24 @@ func pooled(runs []*Result, get func(*Result) *Spread) *Spread {
 	return newSpread(all)
 }
 
-// cpuPerSession is the proxy's CPU time per session set up, in µs, for
-// every window where both the CPU and the rate were read: less sensitive
-// to other load on the machine than the rate is.
+// cpuPerSession is the CPU time of the proxy and of its token backend (when
+// its CPU was read) per session set up, in µs, for every window where the
+// CPU and the rate were read: less sensitive to other load on the machine
+// than the rate is.
 func cpuPerSession(runs []*Result) *Spread {
 	var us []float64
 	for _, r := range runs {
 		if r.ProxyCPU == nil || r.SessionsPerSec == nil || len(r.ProxyCPU.Samples) != len(r.SessionsPerSec.Samples) {
 			continue
 		}
+		backend := samplesOf(r.BackendCPU)
+		if len(backend) != len(r.ProxyCPU.Samples) {
+			backend = nil
+		}
 		for i, pct := range r.ProxyCPU.Samples {
+			if backend != nil {
+				pct += backend[i]
+			}
 			if rate := r.SessionsPerSec.Samples[i]; rate > 0 {
 				us = append(us, pct/100/rate*1e6)
 			}
@@ -148,7 +156,7 @@ func writeTokenSetup(b *strings.Builder, rs resultSet, ours string) {
 		"each round is one run per proxy of %s of %g s. "+
 		"**/ fixed** is a round's median over the fixed-target median of the same round: the median over the rounds, and the worst round. "+
 		"sessions/s, latencies and CPU are the median [min–max] over every window of every round; "+
-		"CPU per session is the proxy's CPU time over the sessions set up, window by window; the Redis server's own CPU is not in the proxy's figures.\n\n",
+		"Backend CPU is the redis-server's, beside the proxy's; CPU per session is the CPU time of the proxy and its backend over the sessions set up, window by window.\n\n",
 		first.Concurrency, fixed.label, vs[1].label, vs[2].label, plural(windowsOf(first.SessionsPerSec), "window"), first.WindowSeconds)
 	machines := distinct(all, func(r *Result) string { return r.Machine })
 	if len(machines) == 0 {
@@ -157,17 +165,17 @@ func writeTokenSetup(b *strings.Builder, rs resultSet, ours string) {
 	fmt.Fprintf(b, "Measured on: %s. Commit: %s. Runs from %s to %s.\n\n", strings.Join(machines, "; "), commitsOf(all...),
 		slices.MinFunc(all, func(a, b *Result) int { return strings.Compare(a.Time, b.Time) }).Time,
 		slices.MaxFunc(all, func(a, b *Result) int { return strings.Compare(a.Time, b.Time) }).Time)
-	b.WriteString("| proxy | started as | client asks for | rounds | sessions/s | / fixed, median of rounds | worst round | every round | p50 | p99 | proxy CPU % | proxy CPU per session | errors |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| proxy | started as | client asks for | rounds | sessions/s | / fixed, median of rounds | worst round | every round | p50 | p99 | proxy CPU % | backend CPU % | CPU per session, proxy + backend | errors |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for i, t := range vs {
 		runs := t.runs()
 		if len(runs) == 0 {
-			fmt.Fprintf(b, "| %s | not measured yet | | | | | | | | | | | |\n", t.label)
+			fmt.Fprintf(b, "| %s | not measured yet | | | | | | | | | | | | |\n", t.label)
 			continue
 		}
 		rate := pooled(runs, func(r *Result) *Spread { return r.SessionsPerSec })
 		if rate == nil {
-			fmt.Fprintf(b, "| %s | failed: %s | | | | | | | | | | | |\n", t.label, oneLine(runs[len(runs)-1].Error))
+			fmt.Fprintf(b, "| %s | failed: %s | | | | | | | | | | | | |\n", t.label, oneLine(runs[len(runs)-1].Error))
 			continue
 		}
 		med, worst, every := "1", "1", "-"
@@ -181,13 +189,14 @@ func writeTokenSetup(b *strings.Builder, rs resultSet, ours string) {
 		for _, r := range runs {
 			errs.merge(r.Errors)
 		}
-		fmt.Fprintf(b, "| %s | `%s` | `%s` | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t.label,
+		fmt.Fprintf(b, "| %s | `%s` | `%s` | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", t.label,
 			strings.Join(distinct(runs, func(r *Result) string { return r.Proxy }), "`, `"),
 			orDash(strings.Join(distinct(runs, func(r *Result) string { return r.Path }), "`, `")),
 			len(runs), rate.format(fmtFloat(0)), med, worst, every,
 			pooled(runs, func(r *Result) *Spread { return r.SetupP50us }).format(fmtDurUs),
 			pooled(runs, func(r *Result) *Spread { return r.SetupP99us }).format(fmtDurUs),
 			pooled(runs, func(r *Result) *Spread { return r.ProxyCPU }).format(fmtFloat(0)),
+			pooled(runs, func(r *Result) *Spread { return r.BackendCPU }).format(fmtFloat(0)),
 			cpuPerSession(runs).format(fmtDurUs), errorsCell(&Result{Errors: errs}))
 	}
 	b.WriteString("\n")

@@ -37,6 +37,8 @@ type Result struct {
 
 	// Proxy CPU while measuring, in % of one core (throughput, echo, setup).
 	ProxyCPU *Spread `json:"proxy_cpu_pct,omitempty"`
+	// The same for a server the proxy consults (-backend-pid; setup).
+	BackendCPU *Spread `json:"backend_cpu_pct,omitempty"`
 
 	// echo and hold
 	ConnsWanted int     `json:"conns_wanted,omitempty"`
@@ -258,6 +260,9 @@ func summarize(r *Result) string {
 	}
 	if r.ProxyCPU != nil && r.Mode != "stall" {
 		s += fmt.Sprintf(", proxy CPU %s%%", r.ProxyCPU.format(fmtFloat(0)))
+	}
+	if r.BackendCPU != nil {
+		s += fmt.Sprintf(", backend CPU %s%%", r.BackendCPU.format(fmtFloat(0)))
 	}
 	if r.OtherCPUPct >= 20 {
 		s += fmt.Sprintf(" [other processes used %.0f%% of a core meanwhile]", r.OtherCPUPct)
