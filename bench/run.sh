@@ -4,8 +4,10 @@
 # Builds bin/websockify and bin/loadtest, then measures side by side on this
 # machine: our proxy, Debian's Python websockify, the npm websockify (Node)
 # and the plain Go TCP relay (the protocol-free reference); then our proxy
-# over wss (label ours-wss), stalled sessions (ours and the relay) and round
-# trips beside bulk transfers (ours and the relay, taking turns). Every
+# over wss (label ours-wss), stalled sessions (ours and the relay), round
+# trips beside bulk transfers (ours and the relay, taking turns) and session
+# set-up with the TokenFile and TokenRedis token plugins beside a fixed
+# target (ours-fixed, ours-tokenfile, ours-tokenredis, in rounds). Every
 # result records the commit the binaries were built from. Each proxy's raw
 # results go to
 # bench/results/<label>.jsonl (kept in git, so the tables can be regenerated);
@@ -19,6 +21,9 @@
 #   BENCH_QUICK=1                       a smoke run: small sizes, short windows,
 #                                       results in bench/out/quick/, BENCHMARKS.md
 #                                       left alone
+#   BENCH_ONLY=tokens                   only the token plugin rounds (when ours is
+#                                       measured); everything else keeps its last
+#                                       results, as with BENCH_PROXIES
 #   OURS_CMD='bin/websockify {listen} {target}'
 #                                       how our proxy is started; it takes Python
 #                                       websockify's positional form
@@ -32,6 +37,14 @@ cd "$(dirname "$0")/.." || exit 1
 started=$(date +%s)
 proxies=${BENCH_PROXIES:-relay python node ours}
 quick=${BENCH_QUICK:-0}
+only=${BENCH_ONLY:-}
+case $only in
+"" | tokens) ;;
+*)
+	echo "bench: BENCH_ONLY=$only: want tokens, or unset for everything" >&2
+	exit 2
+	;;
+esac
 ours_cmd=${OURS_CMD:-"bin/websockify {listen} {target}"}
 results=bench/results
 out=bench/out
@@ -50,13 +63,29 @@ restore_sysctls() {
 	done
 	restore=()
 }
-trap restore_sysctls EXIT
+# The Redis server of the token rounds, stopped by stop_redis (and on exit).
+redis_pid=
+stop_redis() {
+	if [[ -n $redis_pid ]]; then
+		kill "$redis_pid" 2>/dev/null
+		wait "$redis_pid" 2>/dev/null
+		redis_pid=
+	fi
+}
+trap 'restore_sysctls; stop_redis' EXIT
 
 say "building bin/loadtest and bin/websockify"
 go build -o bin/loadtest ./loadtest || exit 1
 if ! go build -o bin/websockify ./cmd/websockify; then
 	echo "bench: bin/websockify does not build; our proxy is not measured this time" >&2
 	proxies=${proxies//ours/}
+fi
+if [[ $only == tokens ]]; then
+	if [[ " $proxies " != *" ours "* ]]; then
+		echo "bench: BENCH_ONLY=tokens measures our proxy, and ours is not measured this time" >&2
+		exit 1
+	fi
+	proxies=ours
 fi
 
 if [[ " $proxies " == *" python "* && ! -x /usr/bin/websockify ]]; then
@@ -79,7 +108,7 @@ say "measuring the build of $commit"
 # wss: our proxy with a self-signed ECDSA P-256 certificate (made afresh,
 # in bench/out/), the client speaking wss://.
 wss_pem=$PWD/$out/wss.pem
-if [[ " $proxies " == *" ours "* ]]; then
+if [[ " $proxies " == *" ours "* && -z $only ]]; then
 	if openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 30 -subj /CN=localhost \
 		-keyout "$out/wss-key.pem" -out "$out/wss-cert.pem" 2>/dev/null; then
 		cat "$out/wss-cert.pem" "$out/wss-key.pem" >"$wss_pem"
@@ -171,6 +200,7 @@ measure() {
 		[[ $prev == -dir ]] && logname+=-$a
 		[[ $prev == -conns && $mode == throughput ]] && logname+=-${a}conns
 		[[ $prev == -background ]] && logname+=-beside
+		[[ $prev == -round ]] && logname+=-round$a
 		prev=$a
 	done
 	# How each proxy is started: loadtest fills in {listen} and {target}.
@@ -181,6 +211,7 @@ measure() {
 	python) pa=(-proxy-cmd "/usr/bin/websockify {listen} {target}") ;;
 	node) pa=(-proxy-cmd "$node_cmd") ;;
 	relay) pa=(-relay) ;;
+	ours-fixed | ours-tokenfile | ours-tokenredis) pa=("${tok_args[@]}") ;;
 	esac
 	say "$label: $mode $*"
 	timeout --kill-after=10 900 bin/loadtest "$mode" "${pa[@]}" -label "$label" -commit "$commit" -json \
@@ -190,10 +221,99 @@ measure() {
 
 # wss runs as a proxy of their own (ours-wss), right after ours in the same
 # loops, when ours runs.
-if [[ " $proxies " == *" ours "* && -n $wss_pem ]]; then
+if [[ " $proxies " == *" ours "* && -n $wss_pem && -z $only ]]; then
 	proxies+=" ours-wss"
 fi
 has() { [[ " $proxies " == *" $1 "* ]]; }
+
+# Session set-up with token plugins: our proxy with a fixed target
+# (ours-fixed), with a TokenFile of tok_lines lines (ours-tokenfile) and with
+# TokenRedis (ours-tokenredis; the same tokens in a redis-server of its own),
+# in tok_rounds interleaved rounds, the order turning each round, so drifts
+# in the machine's load fall on all three alike. The target listens on a
+# port fixed before the rounds, so the tokens can name it; the client asks
+# for /?token=$tok_name in every run, the fixed-target ones included, so the
+# requests are the same bytes.
+tok_rounds=5 tok_windows=2 tok_lines=10000 tok_name=bench
+[[ $quick == 1 ]] && tok_rounds=2 tok_windows=1
+tok_labels= # the labels the rounds measured, for their results files
+tok_args=() # loadtest's proxy flags for the label measure runs
+token_rounds() {
+	local port rport file=$out/tokens-$tok_lines.txt redis_ok=0 round i v
+	local -a ports variants=(fixed tokenfile tokenredis)
+	mapfile -t ports < <(bin/loadtest freeport -n 2)
+	if ((${#ports[@]} != 2)); then
+		echo "bench: no free loopback ports; the token rounds are not measured" >&2
+		return
+	fi
+	port=${ports[0]} rport=${ports[1]}
+	say "token rounds: $tok_lines-line token file $file, target on 127.0.0.1:$port, redis on 127.0.0.1:$rport"
+	# Random-looking tokens, each naming another loopback port; the bench
+	# token in the middle.
+	awk -v n="$tok_lines" -v name="$tok_name" -v port="$port" 'BEGIN {
+		srand(20261201)
+		for (i = 1; i <= n; i++) {
+			if (i == int(n / 2)) { printf "%s: 127.0.0.1:%d\n", name, port; continue }
+			p = port
+			while (p == port) p = 1024 + int(rand() * 64000)
+			printf "%08x%08x: 127.0.0.1:%d\n", int(rand() * 4294967296), int(rand() * 4294967296), p
+		}
+	}' >"$file"
+	if [[ $(grep -c "^$tok_name: 127.0.0.1:$port\$" "$file") != 1 || $(wc -l <"$file") != "$tok_lines" ]]; then
+		echo "bench: $file is not as meant; the token rounds are not measured" >&2
+		return
+	fi
+	# The same tokens as Redis keys, loaded in one pipe (RESP SET commands).
+	if command -v redis-server >/dev/null && command -v redis-cli >/dev/null; then
+		redis-server --bind 127.0.0.1 --port "$rport" --save '' --appendonly no --protected-mode yes \
+			--logfile "$PWD/$out/redis.log" --dir "$PWD/$out" >/dev/null 2>&1 &
+		redis_pid=$!
+		for ((i = 0; i < 50; i++)); do
+			[[ $(redis-cli -h 127.0.0.1 -p "$rport" ping 2>/dev/null) == PONG ]] && break
+			sleep 0.1
+		done
+		awk -F': ' '{ printf "*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n", length($1), $1, length($2), $2 }' "$file" |
+			timeout 30 redis-cli -h 127.0.0.1 -p "$rport" --pipe >/dev/null 2>&1
+		if [[ $(redis-cli -h 127.0.0.1 -p "$rport" get "$tok_name" 2>/dev/null) == "127.0.0.1:$port" &&
+			$(redis-cli -h 127.0.0.1 -p "$rport" dbsize 2>/dev/null) == "$tok_lines" ]]; then
+			redis_ok=1
+		else
+			echo "bench: redis-server on 127.0.0.1:$rport did not take the tokens (see $out/redis.log); TokenRedis is not measured" >&2
+			stop_redis
+		fi
+	else
+		echo "bench: no redis-server or redis-cli; TokenRedis is not measured" >&2
+	fi
+	for v in "${variants[@]}"; do
+		rm -f "$out/ours-$v.jsonl.partial" "$out/ours-$v"-*.log
+	done
+	tok_labels="ours-fixed ours-tokenfile"
+	((redis_ok)) && tok_labels+=" ours-tokenredis"
+	# Our proxy's command without its target, with the plugin's options.
+	local bare=${ours_cmd/" {target}"/}
+	for ((round = 1; round <= tok_rounds; round++)); do
+		for ((i = 0; i < 3; i++)); do
+			v=${variants[(round - 1 + i) % 3]}
+			case $v in
+			fixed) tok_args=(-proxy-cmd "$ours_cmd") ;;
+			tokenfile) tok_args=(-proxy-cmd "${bare/"{listen}"/"--token-plugin TokenFile --token-source '$file' {listen}"}") ;;
+			tokenredis)
+				((redis_ok)) || continue
+				# The Redis server's CPU is read beside the proxy's.
+				tok_args=(-proxy-cmd "${bare/"{listen}"/"--token-plugin TokenRedis --token-source 127.0.0.1:$rport {listen}"}"
+					-backend-pid "$redis_pid")
+				;;
+			esac
+			tok_args+=(-target "127.0.0.1:$port" -path "/?token=$tok_name")
+			measure "ours-$v" setup -concurrency 50 -duration "$window" -repeat "$tok_windows" -round "$round"
+		done
+	done
+	stop_redis
+}
+# BENCH_ONLY=tokens: the loops below find no proxy; only the token rounds run.
+tokens_on=0
+has ours && tokens_on=1
+[[ $only == tokens ]] && proxies=
 for p in $proxies; do
 	rm -f "$out/$p.jsonl.partial" "$out/$p"-*.log
 done
@@ -239,6 +359,7 @@ for p in $proxies; do
 	[[ $p == ours-wss ]] && continue
 	measure "$p" setup -concurrency 50 -duration "$window" -repeat "$windows"
 done
+((tokens_on)) && token_rounds
 for p in $proxies; do
 	case $p in
 	ours-wss) measure "$p" hold -conns "$wss_hold_conns" -ramp-timeout 120s ;;
@@ -259,7 +380,7 @@ tcp_mem_file=/proc/sys/net/ipv4/tcp_mem
 old_tcp_mem=$(cat "$tcp_mem_file")
 mem_pages=$(($(awk '/^MemTotal:/ {print $2}' /proc/meminfo) / 4))
 read -r _ tcp_press _ <<<"$old_tcp_mem"
-if ((tcp_press < mem_pages / 2)) &&
+if { has ours || has relay; } && ((tcp_press < mem_pages / 2)) &&
 	echo "$((mem_pages * 2 / 5)) $((mem_pages / 2)) $((mem_pages * 3 / 5))" >"$tcp_mem_file" 2>/dev/null; then
 	restore+=("$tcp_mem_file=$old_tcp_mem")
 	say "kernel TCP memory thresholds raised for the stall runs (were $old_tcp_mem pages)"
@@ -297,7 +418,7 @@ if [[ " $proxies " == *" ours "* ]]; then
 	proxies+=" ours-workers"
 fi
 
-for p in $proxies; do
+for p in $proxies $tok_labels; do
 	# Results land in $results only once the proxy's whole set is done.
 	[[ -f $out/$p.jsonl.partial ]] && mv "$out/$p.jsonl.partial" "$results/$p.jsonl"
 done
@@ -315,7 +436,8 @@ if [[ $quick == 1 ]]; then
 	exit 0
 fi
 bin/loadtest plot -out bench/memory.png "${files[@]}"
+# -elapsed is what a whole `make bench` took: not said after BENCH_ONLY.
+[[ -z $only ]] && versions+=(-elapsed "$((elapsed / 60)) min $((elapsed % 60)) s")
 bin/loadtest report -md BENCHMARKS.md -logs "$out" -plot bench/memory.png "${versions[@]}" \
-	-elapsed "$((elapsed / 60)) min $((elapsed % 60)) s" \
 	"${files[@]}"
 say "done in $((elapsed / 60)) min $((elapsed % 60)) s"

@@ -17,6 +17,8 @@
 //	loadtest stall      -proxy-cmd '...' -conns 1000  (stalled readers: memory, CPU, then every byte checked)
 //	loadtest relay      LISTEN TARGET         (the plain io.Copy relay on its own)
 //	loadtest report     -in results.jsonl -md BENCHMARKS.md
+//	loadtest setup      -proxy-cmd 'bin/websockify --token-plugin TokenFile --token-source F {listen}' -target 127.0.0.1:T -path '/?token=NAME'
+//	loadtest freeport   -n 2                  (free loopback ports for a fixed -target, a Redis server)
 //
 // Every mode prints one human-readable summary; with -json it prints one JSON
 // object on stdout instead and the summary goes to stderr. All traffic stays
@@ -54,6 +56,8 @@ modes:
   relay        run the plain TCP relay: loadtest relay LISTEN TARGET
   report       turn JSON results into the tables of BENCHMARKS.md
   plot         draw proxy memory against sessions held (PNG) from hold results
+  freeport     print free TCP ports on 127.0.0.1, outside the ephemeral range, for
+               targets and servers a script starts at a known port
 
 run "loadtest MODE -h" for the flags of a mode.
 `)
@@ -84,6 +88,8 @@ func main() {
 		err = reportMain(args)
 	case "plot":
 		err = plotMain(args)
+	case "freeport":
+		err = freePortMain(args)
 	case "-h", "-help", "--help", "help":
 		usage()
 		return

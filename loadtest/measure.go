@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -17,21 +18,24 @@ const relayTemplate = "{self} relay {listen} {target}"
 
 // settings are the flags every measurement mode shares, plus the mode's own.
 type settings struct {
-	mode      string
-	proxyURL  string
-	proxyCmd  string
-	relay     bool
-	raw       bool
-	tls       bool
-	proxyPID  int
-	target    string
-	label     string
-	jsonOut   bool
-	proxyLog  string
-	hardLimit time.Duration
-	repeat    int
-	opTimeout time.Duration
-	commit    string
+	mode       string
+	proxyURL   string
+	proxyCmd   string
+	relay      bool
+	raw        bool
+	tls        bool
+	proxyPID   int
+	backendPID int // a server the proxy consults (a token plugin's Redis): its CPU is read beside the proxy's
+	target     string
+	label      string
+	jsonOut    bool
+	proxyLog   string
+	hardLimit  time.Duration
+	repeat     int
+	opTimeout  time.Duration
+	commit     string
+	path       string // request path and query of the WebSocket handshake
+	round      int    // which round of an interleaved series this run is (0: none)
 
 	// throughput
 	dir       string
@@ -83,6 +87,7 @@ func runMeasurement(mode string, args []string) error {
 	fs.BoolVar(&cfg.raw, "raw", false, "speak raw TCP instead of WebSocket (implied by -relay and tcp:// URLs)")
 	fs.BoolVar(&cfg.tls, "tls", false, "speak wss:// to the started proxy (its certificate is not verified)")
 	fs.IntVar(&cfg.proxyPID, "proxy-pid", 0, "PID of a proxy given with -proxy, for CPU and memory figures")
+	fs.IntVar(&cfg.backendPID, "backend-pid", 0, "PID of a server the proxy consults, such as a token plugin's redis-server: its CPU is reported beside the proxy's (setup) and not counted as other processes'")
 	fs.StringVar(&cfg.target, "target", "127.0.0.1:0", "address the target listens on (fix the port when the proxy was started by hand)")
 	fs.StringVar(&cfg.label, "label", "", "name of the proxy in the results (default: derived from the command)")
 	fs.BoolVar(&cfg.jsonOut, "json", false, "print the result as one JSON object on stdout (the summary goes to stderr)")
@@ -90,6 +95,8 @@ func runMeasurement(mode string, args []string) error {
 	fs.DurationVar(&cfg.hardLimit, "timeout", 0, "hard limit for the whole run (default: derived from the other flags)")
 	fs.DurationVar(&cfg.opTimeout, "op-timeout", 10*time.Second, "limit for one step of a session (dial, handshake, round trip)")
 	fs.StringVar(&cfg.commit, "commit", "", "what the proxy was built from, recorded in the result (git describe --always --dirty)")
+	fs.StringVar(&cfg.path, "path", "/", "path and query the client asks for in the WebSocket handshake, such as /?token=NAME (replaces the path of a -proxy URL when given)")
+	fs.IntVar(&cfg.round, "round", 0, "number of this run in a series of interleaved rounds, recorded in the result for the report to pair runs by")
 	switch mode {
 	case "throughput":
 		fs.StringVar(&cfg.dir, "dir", "down", "down: the target sends, the client reads; up: the client sends, the target counts")
@@ -142,16 +149,23 @@ func runMeasurement(mode string, args []string) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	pathGiven := false
+	fs.Visit(func(f *flag.Flag) { pathGiven = pathGiven || f.Name == "path" })
+	if !pathGiven {
+		cfg.path = ""
+	}
 	if err := cfg.check(); err != nil {
 		return err
 	}
 
-	res := &Result{Mode: mode, Label: cfg.label, Commit: cfg.commit, Time: time.Now().UTC().Format(time.RFC3339)}
+	res := &Result{Mode: mode, Label: cfg.label, Commit: cfg.commit, Time: time.Now().UTC().Format(time.RFC3339),
+		Round: cfg.round, Machine: machineLine()}
 	// The last-resort deadline still leaves a JSON line, so a results file
 	// always says what happened to every run.
 	armWatchdog(cfg.hardLimitOrDefault(), func() {
 		partial := &Result{Mode: res.Mode, Label: res.Label, Proxy: res.Proxy, Transport: res.Transport, TLS: res.TLS,
-			Commit: res.Commit, Time: res.Time, Dir: cfg.dir, Error: "hard deadline reached; the run was killed"}
+			Commit: res.Commit, Time: res.Time, Machine: res.Machine, Path: res.Path, Round: res.Round, Dir: cfg.dir,
+			Error: "hard deadline reached; the run was killed"}
 		if cfg.jsonOut {
 			writeJSON(os.Stdout, partial)
 		}
@@ -160,7 +174,11 @@ func runMeasurement(mode string, args []string) error {
 	res.LoadAvg1 = loadAverage()
 	e, err := setUp(cfg, res)
 	if err == nil {
-		machine := startOtherCPU()
+		var extra []int
+		if cfg.backendPID > 0 {
+			extra = append(extra, cfg.backendPID)
+		}
+		machine := startOtherCPU(extra...)
 		err = runModeOn(e, mode)
 		if err == nil && e.proxy != nil {
 			// A proxy that crashed under load fails the run even if the
@@ -203,6 +221,25 @@ func (c *settings) check() error {
 		} else {
 			c.label = "proxy"
 		}
+	}
+	if c.path != "" {
+		if c.raw {
+			return errors.New("-path needs a WebSocket client, not raw TCP")
+		}
+		if !strings.HasPrefix(c.path, "/") {
+			return fmt.Errorf("-path %q: want a path from /, with an optional ?query", c.path)
+		}
+	}
+	if c.backendPID != 0 {
+		if c.backendPID < 0 {
+			return errors.New("-backend-pid must be positive")
+		}
+		if _, err := readStat(c.backendPID); err != nil {
+			return fmt.Errorf("-backend-pid %d: %w", c.backendPID, err)
+		}
+	}
+	if c.round < 0 {
+		return errors.New("-round must not be negative")
 	}
 	if c.mode == "throughput" && c.dir != "down" && c.dir != "up" {
 		return fmt.Errorf("-dir %q: want down or up", c.dir)
@@ -283,6 +320,16 @@ func setUp(cfg *settings, res *Result) (*env, error) {
 		}
 		proxyURL = scheme + "://" + p.listen + "/"
 	}
+	if cfg.path != "" {
+		// Checked against raw TCP in check, but a tcp:// URL makes a raw
+		// client too.
+		if strings.HasPrefix(proxyURL, "tcp://") {
+			return nil, errors.New("-path needs a WebSocket proxy URL, not tcp://")
+		}
+		if proxyURL, err = withPath(proxyURL, cfg.path); err != nil {
+			return nil, err
+		}
+	}
 	bufSize := 4096
 	switch cfg.mode {
 	case "throughput":
@@ -300,7 +347,25 @@ func setUp(cfg *settings, res *Result) (*env, error) {
 		res.Transport = "tcp"
 	}
 	res.TLS = e.client.tls
+	if !e.client.raw {
+		res.Path = e.client.url.RequestURI()
+	}
 	return e, nil
+}
+
+// withPath replaces the path and query of a ws:// or wss:// URL with
+// pathQuery ("/", "/?token=bench", "/websockify?token=a%20b").
+func withPath(proxyURL, pathQuery string) (string, error) {
+	u, err := url.Parse(proxyURL)
+	if err != nil {
+		return "", err
+	}
+	pq, err := url.ParseRequestURI(pathQuery)
+	if err != nil || pq.Host != "" || pq.Scheme != "" {
+		return "", fmt.Errorf("-path %q: not a path with an optional query", pathQuery)
+	}
+	u.Path, u.RawPath, u.RawQuery, u.Fragment = pq.Path, pq.RawPath, pq.RawQuery, ""
+	return u.String(), nil
 }
 
 // cpuMeter measures the proxy tree's CPU use over an interval.

@@ -116,14 +116,15 @@ func replaceGenerated(path, body string) error {
 }
 
 // table of results: find(mode, label, dir) returns the latest matching run.
-// Echo runs beside bulk sessions (-background) have their own section and
-// are left out: see echoBeside.
+// Echo runs beside bulk sessions (-background) and runs in interleaved
+// rounds (-round) have their own sections and are left out: see echoBeside
+// and writeTokenSetup.
 type resultSet []*Result
 
 func (rs resultSet) find(mode, label, dir string) *Result {
 	for i := len(rs) - 1; i >= 0; i-- {
 		r := rs[i]
-		if r.Mode == mode && r.Label == label && r.Dir == dir && r.Background == 0 {
+		if r.Mode == mode && r.Label == label && r.Dir == dir && r.Background == 0 && !isRoundRun(r) {
 			return r
 		}
 	}
@@ -165,11 +166,12 @@ func writeReport(b *strings.Builder, all []*Result, f *reportFlags) {
 	order := strings.Split(f.order, ",")
 	// labelsFor is -order, then the labels it does not name that ran mode
 	// (such as our proxy with --workers, which only runs hold).
-	// wss runs (label ours-wss) have their own section.
+	// wss runs (label ours-wss) and runs in rounds (the token plugins) have
+	// their own sections.
 	labelsFor := func(mode string) []string {
 		labels := slices.Clone(order)
 		for _, r := range all {
-			if r.Mode == mode && !r.TLS && r.Background == 0 && !slices.Contains(labels, r.Label) {
+			if r.Mode == mode && !r.TLS && r.Background == 0 && !isRoundRun(r) && !slices.Contains(labels, r.Label) {
 				labels = append(labels, r.Label)
 			}
 		}
@@ -202,6 +204,7 @@ func writeReport(b *strings.Builder, all []*Result, f *reportFlags) {
 	writeEcho(b, rs, labelsFor("echo"))
 	writeEchoBeside(b, rs, f.ours)
 	writeSetup(b, rs, labelsFor("setup"))
+	writeTokenSetup(b, rs, f.ours)
 	writeHold(b, rs, labelsFor("hold"))
 	writeStall(b, rs, labelsFor("stall"))
 	if f.plot != "" {
@@ -512,6 +515,7 @@ func writeVerdicts(b *strings.Builder, rs resultSet, ours string) {
 	wssVerdicts(v, rs, ours)
 	stallVerdicts(v, rs, ours)
 	echoBesideVerdict(v, rs, ours)
+	tokenVerdicts(v, rs, ours)
 	b.WriteString("\n")
 }
 

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -210,5 +211,76 @@ func TestReportSessionEngineVerdicts(t *testing.T) {
 	all, _, _, _ = sessionEngineResults()
 	if row := targetRow(reportOf(all[:2]), "wss throughput down"); !strings.Contains(row, "not measured yet") {
 		t.Errorf("no wss run, yet: %q", row)
+	}
+}
+
+// Token plugin rounds get their own section and Targets rows: each round's
+// rate over the fixed-target rate of the same round, the median and the
+// worst of those; they stay out of the plain set-up table.
+func TestReportTokenSetup(t *testing.T) {
+	setup := func(label string, round int, rate, cpu float64) *Result {
+		return &Result{Mode: "setup", Label: label, Round: round, Concurrency: 50, WindowSeconds: 5, Commit: "abc123",
+			Machine: "Test CPU, 2 cores (nproc), Linux 6.0", Path: "/?token=bench", Proxy: "bin/websockify " + label + " {listen}",
+			SessionsPerSec: newSpread([]float64{rate, rate}), ProxyCPU: newSpread([]float64{cpu, cpu}),
+			SetupP50us: newSpread([]float64{1000}), SetupP99us: newSpread([]float64{5000}), Time: "2026-12-01T10:00:0" + fmt.Sprint(round) + "Z"}
+	}
+	redis := func(round int, rate float64) *Result {
+		r := setup("ours-tokenredis", round, rate, 100)
+		r.BackendCPU = newSpread([]float64{10, 10})
+		return r
+	}
+	all := []*Result{
+		{Mode: "setup", Label: "ours", SessionsPerSec: newSpread([]float64{4000}), Commit: "abc123", Time: "2026-12-01T09:00:00Z"},
+		setup("ours-fixed", 1, 4000, 100), setup("ours-tokenfile", 1, 3800, 100), redis(1, 3000),
+		setup("ours-tokenfile", 2, 3500, 100), redis(2, 3600), setup("ours-fixed", 2, 4000, 100),
+		redis(3, 3500), setup("ours-fixed", 3, 3500, 100), setup("ours-tokenfile", 3, 3500, 100),
+	}
+	got := reportOf(all)
+	plain, tokens, ok := strings.Cut(got, "### Set-up with token plugins")
+	if !ok {
+		t.Fatalf("no token section:\n%s", got)
+	}
+	if strings.Contains(strings.SplitN(plain, "### Session set-up rate", 2)[1], "ours-fixed") {
+		t.Errorf("round runs in the plain set-up table:\n%s", plain)
+	}
+	for _, want := range []string{
+		"Measured on: Test CPU, 2 cores (nproc), Linux 6.0. Commit: `abc123`.",
+		// file: 0.95, 0.875, 1.00; redis: 0.75, 0.90, 1.00
+		"| ours-tokenfile | `bin/websockify ours-tokenfile {listen}` | `/?token=bench` | 3 | 3500 [3500–3800] | 0.95 | 0.88 | 0.95, 0.88, 1.00 |",
+		"| ours-tokenredis | `bin/websockify ours-tokenredis {listen}` | `/?token=bench` | 3 | 3500 [3000–3600] | 0.90 | 0.75 | 0.75, 0.90, 1.00 |",
+		"| ours-fixed | `bin/websockify ours-fixed {listen}` | `/?token=bench` | 3 | 4000 [3500–4000] | 1 | 1 | - |",
+		"| 100 [100–100] | - | 250 µs [250 µs–286 µs] |",          // CPU per session: 100% of a core over 4000/s
+		"| 100 [100–100] | 10 [10–10] | 314 µs [306 µs–367 µs] |", // ... with the backend's 10% too
+	} {
+		if !strings.Contains(tokens, want) {
+			t.Errorf("token section lacks %q:\n%s", want, tokens)
+		}
+	}
+	for name, want := range map[string]string{
+		"sessions set up per second with TokenFile":  "0.95 × fixed (median of 3 rounds; worst 0.88) | met |",
+		"sessions set up per second with TokenRedis": "0.90 × fixed (median of 3 rounds; worst 0.75) | met |",
+	} {
+		if row := targetRow(got, name); !strings.Contains(row, want) {
+			t.Errorf("Targets row %q is %q, want %q in it", name, row, want)
+		}
+	}
+	if row := targetRow(reportOf(all[:1]), "sessions set up per second with TokenFile"); !strings.Contains(row, "not measured yet") {
+		t.Errorf("without token rounds the row is %q", row)
+	}
+}
+
+func TestWithPath(t *testing.T) {
+	for in, want := range map[[2]string]string{
+		{"ws://127.0.0.1:1/", "/?token=bench"}:           "ws://127.0.0.1:1/?token=bench",
+		{"wss://127.0.0.1:1/x?a=b", "/"}:                 "wss://127.0.0.1:1/",
+		{"ws://127.0.0.1:1/", "/websockify?token=a%20b"}: "ws://127.0.0.1:1/websockify?token=a%20b",
+	} {
+		got, err := withPath(in[0], in[1])
+		if err != nil || got != want {
+			t.Errorf("withPath(%q, %q) = %q, %v; want %q", in[0], in[1], got, err, want)
+		}
+	}
+	if _, err := withPath("ws://127.0.0.1:1/", "?token=bench"); err == nil {
+		t.Error("withPath took a query without a path")
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -22,7 +23,10 @@ type Result struct {
 	TLS       bool     `json:"tls,omitempty"`    // wss://: WebSocket over TLS
 	Commit    string   `json:"commit,omitempty"` // git describe --always --dirty of the tree the proxy was built from
 	Time      string   `json:"time"`
-	Error     string   `json:"error,omitempty"` // the run failed; what it measured so far is kept
+	Machine   string   `json:"machine,omitempty"` // CPU model, cores and kernel of the machine the run was on
+	Path      string   `json:"path,omitempty"`    // path and query of the WebSocket handshake (-path)
+	Round     int      `json:"round,omitempty"`   // number of the run in a series of interleaved rounds (-round)
+	Error     string   `json:"error,omitempty"`   // the run failed; what it measured so far is kept
 	Notes     []string `json:"notes,omitempty"`
 
 	// throughput
@@ -33,6 +37,8 @@ type Result struct {
 
 	// Proxy CPU while measuring, in % of one core (throughput, echo, setup).
 	ProxyCPU *Spread `json:"proxy_cpu_pct,omitempty"`
+	// The same for a server the proxy consults (-backend-pid; setup).
+	BackendCPU *Spread `json:"backend_cpu_pct,omitempty"`
 
 	// echo and hold
 	ConnsWanted int     `json:"conns_wanted,omitempty"`
@@ -145,6 +151,11 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[i]
 }
 
+// machineLine names the machine a run is on, for its result.
+func machineLine() string {
+	return fmt.Sprintf("%s, %d cores (nproc), Linux %s", cpuModel(), runtime.NumCPU(), kernelRelease())
+}
+
 func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
 
 func writeJSON(w io.Writer, v any) {
@@ -249,6 +260,9 @@ func summarize(r *Result) string {
 	}
 	if r.ProxyCPU != nil && r.Mode != "stall" {
 		s += fmt.Sprintf(", proxy CPU %s%%", r.ProxyCPU.format(fmtFloat(0)))
+	}
+	if r.BackendCPU != nil {
+		s += fmt.Sprintf(", backend CPU %s%%", r.BackendCPU.format(fmtFloat(0)))
 	}
 	if r.OtherCPUPct >= 20 {
 		s += fmt.Sprintf(" [other processes used %.0f%% of a core meanwhile]", r.OtherCPUPct)

@@ -23,17 +23,20 @@ func runSetup(e *env) error {
 		errs errorTally
 	}
 	stats := make([]workerStats, cfg.concurrency)
-	cpuDone := make(chan []float64, 1)
+	cpuDone := make(chan [2][]float64, 1)
 	go func() {
-		var pcts []float64
+		var pcts, backend []float64 // per window: the proxy's, the backend's
 		for w := 0; w < windows; w++ {
-			m := startCPU(e.proxyPID)
+			m, b := startCPU(e.proxyPID), startCPU(cfg.backendPID)
 			time.Sleep(time.Until(start.Add(time.Duration(w+1) * cfg.duration)))
 			if p := m.percent(); p >= 0 {
 				pcts = append(pcts, p)
 			}
+			if p := b.percent(); p >= 0 {
+				backend = append(backend, p)
+			}
 		}
-		cpuDone <- pcts
+		cpuDone <- [2][]float64{pcts, backend}
 	}()
 	one := []byte{'x'}
 	var wg sync.WaitGroup
@@ -85,7 +88,7 @@ func runSetup(e *env) error {
 		res.Errors.merge(stats[i].errs)
 	}
 	res.SessionsPerSec, res.SetupP50us, res.SetupP99us = newSpread(rate), newSpread(p50), newSpread(p99)
-	res.ProxyCPU = newSpread(cpu)
+	res.ProxyCPU, res.BackendCPU = newSpread(cpu[0]), newSpread(cpu[1])
 	if res.Sessions == 0 {
 		return errors.New("no session completed")
 	}
