@@ -15,6 +15,10 @@ type Config struct {
 	ListenAddr     string      // "host:port" (host may be empty: all addresses, IPv4 and IPv6)
 	ListenUnix     string      // path of a unix socket to listen on instead
 	ListenUnixMode os.FileMode // permissions of that socket
+	// Listeners, when given, are listening sockets bound by another
+	// process (--inetd's fd 0, systemd's socket activation): the proxy
+	// accepts on them instead of binding ListenAddr or ListenUnix.
+	Listeners []*os.File
 
 	TargetNetwork string // "tcp" or "unix"
 	TargetAddr    string // "host:port" or a socket path

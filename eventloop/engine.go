@@ -46,9 +46,10 @@ type server struct {
 	web        *webserver.Server // nil without --web
 	drain      *drainPoller
 
-	engineMu sync.Mutex
-	engine   gnet.Engine
-	booted   bool
+	engineMu   sync.Mutex
+	engine     gnet.Engine
+	booted     bool
+	stopEngine func() // stops a client engine (inherited listeners); nil: engine.Stop
 
 	loopsMu sync.Mutex
 	loops   map[gnet.EventLoop]*loop
@@ -128,7 +129,7 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 	if cfg.ListenUnix != "" {
 		proto = "unix://" + cfg.ListenUnix
 	}
-	if !cfg.Worker {
+	if !cfg.Worker && len(cfg.Listeners) == 0 {
 		if err := CheckAddressFree(cfg); err != nil {
 			return err
 		}
@@ -142,7 +143,7 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 	defer cfg.Log.Flush()
 	go s.runTicker(tickerDone)
 	go s.logStatusOnRequest(tickerDone)
-	err = gnet.Run(s, proto,
+	opts := []gnet.Option{
 		gnet.WithNumEventLoop(cfg.Loops),
 		gnet.WithReusePort(true),
 		gnet.WithReuseAddr(true),
@@ -152,7 +153,12 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 		gnet.WithTCPKeepAlive(60*time.Second),
 		gnet.WithLogLevel(logging.ErrorLevel),
 		gnet.WithLogger(gnetLogger{cfg.Log}),
-	)
+	}
+	if len(cfg.Listeners) > 0 {
+		err = s.serveInherited(opts)
+	} else {
+		err = gnet.Run(s, proto, opts...)
+	}
 	if err != nil {
 		return err
 	}
@@ -208,14 +214,14 @@ func (s *server) shutdown(why string) {
 	}
 	s.cfg.Log.Debugf("stopping: %s", why)
 	s.engineMu.Lock()
-	eng, booted := s.engine, s.booted
+	booted := s.booted
 	s.engineMu.Unlock()
 	if booted {
-		go s.drainAndStop(eng)
+		go s.drainAndStop()
 	}
 }
 
-func (s *server) drainAndStop(eng gnet.Engine) {
+func (s *server) drainAndStop() {
 	deadline := time.Now().Add(shutdownTimeout)
 	s.loopsMu.Lock()
 	for el, l := range s.loops {
@@ -224,6 +230,14 @@ func (s *server) drainAndStop(eng gnet.Engine) {
 	s.loopsMu.Unlock()
 	for s.sessions.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
+	}
+	s.engineMu.Lock()
+	eng, stopEngine := s.engine, s.stopEngine
+	s.stopEngine = nil // once
+	s.engineMu.Unlock()
+	if stopEngine != nil {
+		stopEngine()
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
@@ -258,7 +272,7 @@ func (s *server) OnBoot(eng gnet.Engine) gnet.Action {
 			s.stopping.Store(true)
 			return gnet.Shutdown
 		}
-	} else if !s.cfg.Worker {
+	} else if !s.cfg.Worker && len(s.cfg.Listeners) == 0 {
 		if err := CheckSoleListeners(s.cfg.ListenAddr, os.Getpid()); err != nil {
 			s.fatal.Store(&err)
 			s.stopping.Store(true)
@@ -341,16 +355,24 @@ func (s *server) loopOf(c gnet.Conn) (*loop, error) {
 // OnOpen handles both a newly accepted client and a target enrolled by a
 // dial (those carry their session as context).
 func (s *server) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
-	if e, ok := c.Context().(*enrolled); ok {
-		return nil, e.s.targetOpened(c, e)
-	}
-	if !s.accepting() {
-		return nil, gnet.Close
-	}
-	reserved := s.budget.admit()
-	if reserved == 0 {
-		s.cfg.Log.refusal("open-file limit reached: refusing new clients until sessions end")
-		return nil, gnet.Close
+	var reserved int64
+	switch ctx := c.Context().(type) {
+	case *enrolled:
+		return nil, ctx.s.targetOpened(c, ctx)
+	case *acceptedClient: // from an inherited listener: admitted already
+		reserved = ctx.reserved
+		if !s.accepting() {
+			s.budget.add(-reserved)
+			return nil, gnet.Close
+		}
+	default:
+		if !s.accepting() {
+			return nil, gnet.Close
+		}
+		if reserved = s.budget.admit(); reserved == 0 {
+			s.cfg.Log.refusal("open-file limit reached: refusing new clients until sessions end")
+			return nil, gnet.Close
+		}
 	}
 	l, err := s.loopOf(c)
 	if err != nil {

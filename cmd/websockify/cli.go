@@ -30,7 +30,7 @@ var errHelpShown = errors.New("help shown")
 // notYet lists the original's options that later work will implement. They
 // are parsed (so the grammar stays right) but refused, never ignored.
 var notYet = []string{
-	"daemon", "inetd", "wrap-mode",
+	"wrap-mode",
 }
 
 // options is the parsed command line: the proxy's Config plus what only
@@ -41,6 +41,12 @@ type options struct {
 
 	// The token plugin is built once the logger is, since it logs (main.go).
 	tokenPlugin, tokenSource string
+
+	listenPort int      // the listen positional's port (a wrapped program's bind is moved from it)
+	wrapArgv   []string // the program after --
+	wrapMode   string   // exit, ignore or respawn
+	daemon     bool     // -D: detach
+	pidFile    string   // --pid-file
 }
 
 // parseArgs turns the command line into options. Errors are usage errors
@@ -93,9 +99,11 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	syslogDest := fs.String("syslog", "", "log to syslog server: a local socket such as /dev/log, or a UDP host:port pair")
 	legacySyslog := fs.Bool("legacy-syslog", false, "use the old syslog protocol instead of RFC 5424 (RFC 3164)")
 
+	daemon := fs.BoolP("daemon", "D", false, "become a daemon (background process)")
+	pidFile := fs.String("pid-file", "", "write the process id to FILE once listening; removed on exit (not in the original)")
+	inetd := fs.Bool("inetd", false, "inetd mode: the listening socket is inherited on fd 0 (no listen address)")
+
 	// Options of the original that are not implemented yet.
-	fs.BoolP("daemon", "D", false, "become a daemon (background process)")
-	fs.Bool("inetd", false, "inetd mode: the listening socket is on fd 0")
 	fs.String("wrap-mode", "exit", "action when the wrapped program exits: exit, ignore, respawn")
 
 	if err := fs.Parse(args); err != nil {
@@ -141,34 +149,60 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	}
 
 	pos := fs.Args()
-	if fs.ArgsLenAtDash() >= 0 {
-		return opts, errors.New("wrapping a program (-- PROGRAM) is not supported yet")
+	if dash := fs.ArgsLenAtDash(); dash >= 0 {
+		opts.wrapArgv, pos = pos[dash:], pos[:dash]
+		if len(opts.wrapArgv) == 0 {
+			return opts, errors.New("no program to wrap after --")
+		}
+	}
+	var listenArg string
+	if !*inetd { // with --inetd the listening socket is fd 0: no listen positional
+		if len(pos) == 0 {
+			return opts, errors.New("too few arguments")
+		}
+		listenArg, pos = pos[0], pos[1:]
+	}
+	// At most one of the ways to name targets; only the fixed one takes
+	// a positional.
+	var targetBy []string
+	for _, o := range []struct {
+		set  bool
+		name string
+	}{{*unixTarget != "", "--unix-target"}, {*tokenPlugin != "", "--token-plugin"}, {opts.wrapArgv != nil, "a wrapped program (--)"}} {
+		if o.set {
+			targetBy = append(targetBy, o.name)
+		}
 	}
 	switch {
-	case len(pos) == 0:
+	case len(targetBy) > 1:
+		return opts, fmt.Errorf("%s cannot be combined with %s", targetBy[0], targetBy[1])
+	case len(targetBy) == 1 && len(pos) > 0:
+		return opts, fmt.Errorf("a target address cannot be given with %s", targetBy[0])
+	case len(targetBy) == 0 && len(pos) == 0:
 		return opts, errors.New("too few arguments")
-	case *unixTarget != "" && *tokenPlugin != "":
-		return opts, errors.New("--unix-target cannot be combined with --token-plugin")
-	case *unixTarget != "" && len(pos) > 1:
-		return opts, errors.New("a target address cannot be given with --unix-target")
-	case *tokenPlugin != "" && len(pos) > 1:
-		return opts, errors.New("a target address cannot be given with --token-plugin")
-	case *unixTarget == "" && *tokenPlugin == "" && len(pos) < 2:
-		return opts, errors.New("too few arguments")
-	case len(pos) > 2:
+	case len(pos) > 1:
 		return opts, errors.New("too many arguments")
 	}
 
-	host, port, err := splitHostPort(pos[0])
-	if err != nil {
-		return opts, fmt.Errorf("error parsing listen port: %v", err)
-	}
-	if host != "" && *preferV6 {
-		if ip := resolvePreferV6(host); ip != "" {
-			host = ip
+	if *inetd {
+		cfg.Listeners = []*os.File{os.Stdin}
+		cfg.ListenAddr = "inetd"
+		if *unixListen != "" {
+			return opts, errors.New("--inetd cannot be combined with --unix-listen")
 		}
+	} else {
+		host, port, err := splitHostPort(listenArg)
+		if err != nil {
+			return opts, fmt.Errorf("error parsing listen port: %v", err)
+		}
+		if host != "" && *preferV6 {
+			if ip := resolvePreferV6(host); ip != "" {
+				host = ip
+			}
+		}
+		cfg.ListenAddr = net.JoinHostPort(host, strconv.Itoa(port))
+		opts.listenPort = port
 	}
-	cfg.ListenAddr = net.JoinHostPort(host, strconv.Itoa(port))
 	if *unixListen != "" {
 		mode, err := strconv.ParseUint(*unixMode, 8, 32)
 		if err != nil || mode > 0o777 {
@@ -187,8 +221,10 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 		}
 	case *unixTarget != "":
 		cfg.TargetNetwork, cfg.TargetAddr = "unix", absPath(*unixTarget)
+	case opts.wrapArgv != nil:
+		// The wrapped program's loopback port is known once it starts (main.go).
 	default:
-		th, tp, err := splitHostPort(pos[1])
+		th, tp, err := splitHostPort(pos[0])
 		if err != nil {
 			return opts, fmt.Errorf("error parsing target: %v", err)
 		}
@@ -249,7 +285,7 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 		syslogTo = absPath(syslogTo) // a local socket
 	}
 	cfg.Log, err = eventloop.OpenLogger(eventloop.LogConfig{
-		Verbose: *verbose, Stderr: os.Stderr,
+		Verbose: *verbose, Stderr: os.Stderr, Daemon: *daemon,
 		File: absPath(*logFile), Syslog: syslogTo, LegacySyslog: *legacySyslog,
 	})
 	if err != nil {
@@ -262,13 +298,18 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 		cfg.Log.Infof("warning: --libserver has no effect in this implementation")
 	}
 	opts.workers = *workers
+	opts.daemon = *daemon
+	opts.pidFile = absPath(*pidFile)
+	if *daemon && *inetd {
+		return opts, errors.New("--daemon cannot be combined with --inetd (inetd runs the process)")
+	}
 	if *workers < 1 {
 		return opts, errors.New("--workers must be at least 1")
 	}
 	if *workers > 1 {
 		// Each of these is a whole-process decision that workers, each
 		// seeing only its own clients, cannot make alone.
-		for _, name := range []string{"unix-listen", "run-once", "timeout", "idle-timeout"} {
+		for _, name := range []string{"unix-listen", "run-once", "timeout", "idle-timeout", "inetd"} {
 			if fs.Changed(name) {
 				return opts, fmt.Errorf("--workers cannot be combined with --%s", name)
 			}
@@ -331,7 +372,7 @@ func absPath(p string) string {
 
 // printBanner logs the settings summary the original logs at start (so it
 // reaches --log-file and --syslog too).
-func printBanner(log *eventloop.Logger, cfg eventloop.Config, workers int) {
+func printBanner(log *eventloop.Logger, cfg eventloop.Config, workers int, daemon bool) {
 	listen := cfg.ListenAddr
 	if cfg.ListenUnix != "" {
 		listen = cfg.ListenUnix
@@ -365,6 +406,9 @@ func printBanner(log *eventloop.Logger, cfg eventloop.Config, workers int) {
 	}
 	if cfg.Record != "" {
 		log.Infof("  - Recording to '%s.*'", cfg.Record)
+	}
+	if daemon {
+		log.Infof("  - Backgrounding (daemon)")
 	}
 	log.Infof("  - proxying from %s to %s", listen, target)
 	if workers > 1 {

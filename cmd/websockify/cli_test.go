@@ -49,7 +49,8 @@ func TestParseArgs(t *testing.T) {
 		{args: []string{"--web-auth", "6080", "a:1"}, wantErr: "you must use --auth-plugin to use --web-auth"},
 		{args: []string{"--web", "/nonexistent-web-root", "6080", "a:1"}, wantErr: "--web /nonexistent-web-root: not a directory"},
 		{args: []string{"--web", "/", "--file-only", "6080", "a:1"}, listen: ":6080", target: "a:1"},
-		{args: []string{"6080", "--", "prog"}, wantErr: "wrapping a program (-- PROGRAM) is not supported yet"},
+		{args: []string{"6080", "--"}, wantErr: "no program to wrap after --"},
+		{args: []string{"6080", "127.0.0.1:5900", "--", "prog"}, wantErr: "a target address cannot be given with a wrapped program (--)"},
 		{args: []string{"--timeout", "-1", "6080", "a:1"}, wantErr: "--timeout must not be negative"},
 		{args: []string{"--unix-listen", "/tmp/l", "--unix-listen-mode", "999", "6080", "a:1"}, wantErr: `invalid --unix-listen-mode "999": want an octal mode such as 0600`},
 	}

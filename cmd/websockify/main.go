@@ -13,9 +13,11 @@ import (
 	"os/signal"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"syscall"
 
 	"github.com/gowebsockify/websockify/eventloop"
+	"github.com/gowebsockify/websockify/service"
 	"github.com/gowebsockify/websockify/token"
 	"github.com/gowebsockify/websockify/workers"
 )
@@ -24,6 +26,8 @@ import (
 var version = "0.1.0-dev"
 
 func main() {
+	// First, so that what this process starts is not taken for the daemon.
+	daemonReady, daemonDir, isDaemon := service.TakeDaemonReady()
 	opts, err := parseArgs(os.Args[1:], os.Stdout)
 	if err != nil {
 		if err == errHelpShown {
@@ -31,6 +35,17 @@ func main() {
 		}
 		fmt.Fprintf(os.Stderr, "websockify: %v\n%s", err, usageLines)
 		os.Exit(2)
+	}
+	if opts.wrapArgv != nil {
+		fmt.Fprintf(os.Stderr, "websockify: wrapping a program (-- PROGRAM) is not supported yet\n%s", usageLines)
+		os.Exit(2)
+	}
+	if isDaemon && daemonDir != "" {
+		// Every path in opts is absolute by now (absPath).
+		if err := os.Chdir(daemonDir); err != nil {
+			daemonReady(err)
+			os.Exit(1)
+		}
 	}
 	cfg := opts.Config
 	if opts.tokenPlugin != "" {
@@ -41,6 +56,45 @@ func main() {
 		}
 		defer cfg.Tokens.Close()
 	}
+	// systemd socket activation: serve the sockets it passed.
+	if inherited := eventloop.InheritedListeners(); inherited != nil && !workers.IsWorker() {
+		if opts.workers > 1 {
+			fmt.Fprintf(os.Stderr, "websockify: --workers cannot be combined with socket activation\n")
+			os.Exit(2)
+		}
+		cfg.Listeners, cfg.ListenAddr = inherited, fmt.Sprintf("%d socket(s) from systemd", len(inherited))
+	}
+
+	if opts.daemon && !isDaemon {
+		printBanner(cfg.Log, cfg, opts.workers, true)
+		cfg.Log.Close()
+		dir := "/"
+		if cfg.WebRoot != "" {
+			dir = cfg.WebRoot
+		}
+		if err := service.Daemonize(dir); err != nil {
+			fmt.Fprintf(os.Stderr, "websockify: %v\n", err)
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+
+	// Once listening: the pid file, and systemd and a waiting parent told.
+	ready := func() {
+		if opts.pidFile != "" {
+			if err := service.WritePidFile(opts.pidFile); err != nil {
+				cfg.Log.Errorf("--pid-file: %v", err)
+			}
+		}
+		if err := service.Notify("READY=1\nMAINPID=" + strconv.Itoa(os.Getpid())); err != nil {
+			cfg.Log.Errorf("%v", err)
+		}
+		daemonReady(nil)
+	}
+	if opts.pidFile != "" {
+		defer service.RemovePidFile(opts.pidFile)
+	}
+
 	switch {
 	case workers.IsWorker():
 		// The parent checked the address and shares the cores out.
@@ -49,21 +103,34 @@ func main() {
 		cfg.Loops = max(1, runtime.NumCPU()/opts.workers)
 		cfg.Ready = workers.Ready
 	case opts.workers > 1:
-		printBanner(cfg.Log, cfg, opts.workers)
+		if !isDaemon {
+			printBanner(cfg.Log, cfg, opts.workers, false)
+		}
 		err := eventloop.CheckAddressFree(cfg)
 		if err == nil {
 			err = workers.Supervise(opts.workers, cfg.Log, func(pids []int) error {
-				return eventloop.CheckSoleListeners(cfg.ListenAddr, pids...)
+				if err := eventloop.CheckSoleListeners(cfg.ListenAddr, pids...); err != nil {
+					return err
+				}
+				ready()
+				return nil
 			})
 		}
+		daemonReady(err)
 		cfg.Log.Close()
+		if opts.pidFile != "" {
+			service.RemovePidFile(opts.pidFile)
+		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "websockify: %v\n", err)
 			os.Exit(1)
 		}
 		return
 	default:
-		printBanner(cfg.Log, cfg, 1)
+		if !isDaemon {
+			printBanner(cfg.Log, cfg, 1, false)
+		}
+		cfg.Ready = ready
 	}
 
 	// Idle sessions are the proxy's bulk: with the hot path allocation-free,
@@ -79,6 +146,7 @@ func main() {
 	go func() {
 		sig := <-sigs
 		cfg.Log.Infof("Got %v, shutting down", sig)
+		_ = service.Notify("STOPPING=1")
 		close(stop)
 	}()
 
@@ -98,7 +166,11 @@ func main() {
 	cfg.StatusRequests = status
 
 	err = eventloop.Serve(cfg, stop)
+	daemonReady(err) // if it never got as far as listening
 	cfg.Log.Close()
+	if opts.pidFile != "" {
+		service.RemovePidFile(opts.pidFile)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "websockify: %v\n", err)
 		os.Exit(1)
