@@ -150,7 +150,7 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 		gnet.WithEdgeTriggeredIO(false), // pausing relies on level-triggered epoll (epoll.go)
 		gnet.WithReadBufferCap(readChunk),
 		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
-		gnet.WithTCPKeepAlive(60*time.Second),
+		gnet.WithTCPKeepAlive(60 * time.Second),
 		gnet.WithLogLevel(logging.ErrorLevel),
 		gnet.WithLogger(gnetLogger{cfg.Log}),
 	}
