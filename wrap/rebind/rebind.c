@@ -25,7 +25,8 @@
  *                                         binds 0.0.0.0 keeps both)
  *   IPv6 ::1 or any other address      -> [::1]:NEW
  *
- * Build: cc -shared -fPIC -O2 -o rebind.so rebind.c -ldl
+ * Build: cc -shared -fPIC -O2 -o rebind.so rebind.c -ldl (make build puts
+ * it in bin/, beside websockify; websockify builds it on demand otherwise)
  */
 
 #define _GNU_SOURCE /* RTLD_NEXT */
