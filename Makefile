@@ -13,8 +13,7 @@ build:
 	$(MAKE) rebind
 
 # rebind.so beside bin/websockify, for wrapping a program (`websockify PORT
-# -- PROGRAM`); without it websockify builds one on demand with $(CC) (make's
-# default: cc).
+# -- PROGRAM`); without it websockify builds one on demand with cc.
 rebind:
 	mkdir -p bin
 	$(CC) -shared -fPIC -O2 -o bin/rebind.so wrap/rebind/rebind.c -ldl

@@ -20,6 +20,10 @@ import (
 // it away and exercise the fallback.
 var procNet = "/proc/net"
 
+// ipv6Settle is how long WaitListening waits for an IPv4 listener once it
+// has found an IPv6 one alone.
+const ipv6Settle = 500 * time.Millisecond
+
 // pickLoopbackPort returns a port free on 127.0.0.1, and on ::1 too where
 // IPv6 is available, since rebind.so moves IPv6 binds there.
 func pickLoopbackPort() (int, error) {
@@ -60,18 +64,31 @@ func (p *Program) WaitListening(timeout time.Duration) error {
 	defer deadline.Stop()
 	poll := time.NewTicker(50 * time.Millisecond)
 	defer poll.Stop()
+	var settle <-chan time.Time
 	for {
-		if ipv4, ipv6 := loopbackListeners(p.port); ipv4 || ipv6 {
-			if !ipv4 {
+		ipv4, ipv6 := loopbackListeners(p.port)
+		if ipv4 {
+			return nil
+		}
+		if ipv6 && settle == nil {
+			// A dual-stack program often binds its IPv6 socket first; give
+			// its IPv4 one a moment before settling for ::1.
+			settle = time.After(ipv6Settle)
+		}
+		select {
+		case <-settle:
+			p.mu.Lock()
+			p.target = net.JoinHostPort("::1", strconv.Itoa(p.port))
+			p.mu.Unlock()
+			return nil
+		case <-poll.C:
+		case <-deadline.C:
+			if ipv6 {
 				p.mu.Lock()
 				p.target = net.JoinHostPort("::1", strconv.Itoa(p.port))
 				p.mu.Unlock()
+				return nil
 			}
-			return nil
-		}
-		select {
-		case <-poll.C:
-		case <-deadline.C:
 			return fmt.Errorf("'%s' is not listening on 127.0.0.1:%d or [::1]:%d after %v: it should listen on port %d, where rebind.so moves it from",
 				p.command, p.port, p.port, timeout, p.cfg.ListenPort)
 		case <-p.ended:
