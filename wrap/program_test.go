@@ -486,3 +486,5 @@ func TestParseMode(t *testing.T) {
 		t.Error("ParseMode accepted restart")
 	}
 }
+
+func itoa(n int) string { return strconv.Itoa(n) }

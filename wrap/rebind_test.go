@@ -9,21 +9,26 @@ import (
 )
 
 // rebindPath is the rebind.so every test wraps with, built by TestMain
-// from the embedded source into a cache directory of the test's own.
+// from the embedded source into a cache directory in testScratch.
 var rebindPath string
 
+// testScratch is a directory for the whole run, removed at its end.
+var testScratch string
+
 func TestMain(m *testing.M) {
-	cache, err := os.MkdirTemp("", "wrap-test-cache-")
+	var err error
+	testScratch, err = os.MkdirTemp("", "wrap-test-")
 	if err != nil {
 		panic(err)
 	}
+	cache := filepath.Join(testScratch, "cache")
 	os.Setenv("XDG_CACHE_HOME", cache)
 	rebindPath, err = FindRebind(filepath.Join(cache, "no-such-dir", "websockify"))
 	if err != nil {
 		panic(err)
 	}
 	code := m.Run()
-	os.RemoveAll(cache)
+	os.RemoveAll(testScratch)
 	os.Exit(code)
 }
 
