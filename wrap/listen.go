@@ -77,16 +77,12 @@ func (p *Program) WaitListening(timeout time.Duration) error {
 		}
 		select {
 		case <-settle:
-			p.mu.Lock()
-			p.target = net.JoinHostPort("::1", strconv.Itoa(p.port))
-			p.mu.Unlock()
+			p.targetIPv6()
 			return nil
 		case <-poll.C:
 		case <-deadline.C:
 			if ipv6 {
-				p.mu.Lock()
-				p.target = net.JoinHostPort("::1", strconv.Itoa(p.port))
-				p.mu.Unlock()
+				p.targetIPv6()
 				return nil
 			}
 			return fmt.Errorf("'%s' is not listening on 127.0.0.1:%d or [::1]:%d after %v: it should listen on port %d, where rebind.so moves it from",
@@ -100,6 +96,13 @@ func (p *Program) WaitListening(timeout time.Duration) error {
 			return fmt.Errorf("'%s' was stopped before listening on port %d", p.command, p.cfg.ListenPort)
 		}
 	}
+}
+
+// targetIPv6 points TargetAddr at [::1].
+func (p *Program) targetIPv6() {
+	p.mu.Lock()
+	p.target = net.JoinHostPort("::1", strconv.Itoa(p.port))
+	p.mu.Unlock()
 }
 
 // loopbackListeners tells whether a TCP socket listens on port where a

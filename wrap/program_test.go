@@ -399,8 +399,6 @@ func TestHelperWrapper(t *testing.T) {
 	if pidFile == "" {
 		t.Skip("a helper for TestProgramDiesWithWebsockify")
 	}
-	// Busy goroutines on other threads, so the supervisor's thread is not
-	// the only one around.
 	startWrapped(t, Exit, freePort(t), "sh", "-c", fmt.Sprintf("echo $$ > %s; exec sleep 1000", pidFile))
 	time.Sleep(time.Minute)
 }
