@@ -3,13 +3,20 @@ GO      ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 
-.PHONY: all build demo test unit race check fuzz bench clean
+.PHONY: all build rebind demo test unit race check fuzz bench clean
 
 all: build
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/websockify ./cmd/websockify
 	$(GO) build -trimpath -o bin/websockify-demo ./cmd/websockify-demo
+	$(MAKE) rebind
+
+# rebind.so beside bin/websockify, for wrapping a program (`websockify PORT
+# -- PROGRAM`); without it websockify builds one on demand with cc.
+rebind:
+	mkdir -p bin
+	$(CC) -shared -fPIC -O2 -o bin/rebind.so wrap/rebind/rebind.c -ldl
 
 # The README's run command: websockify on 127.0.0.1:6080 in front of an
 # embedded echo target.
