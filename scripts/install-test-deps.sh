@@ -21,6 +21,12 @@ command -v bash >/dev/null 2>&1 || need_apt+=(bash)
 [ -x /usr/bin/redis-server ] || need_apt+=(redis-server)
 # test/logging_test.go: --syslog to a real rsyslogd (UDP and a unix socket).
 [ -x /usr/sbin/rsyslogd ] || need_apt+=(rsyslog)
+# test/wrap_test.go: socat as the wrapped program, and a C compiler for
+# rebind.so (make builds it; websockify builds it on demand too).
+[ -x /usr/bin/socat ] || need_apt+=(socat)
+command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
+# test/service_test.go: systemd's own socket activation tool.
+[ -x /usr/bin/systemd-socket-activate ] || need_apt+=(systemd)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 
 if [ ${#need_apt[@]} -gt 0 ]; then

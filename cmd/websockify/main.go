@@ -14,12 +14,17 @@ import (
 	"runtime"
 	"runtime/debug"
 	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
 	"syscall"
 
 	"github.com/gowebsockify/websockify/eventloop"
 	"github.com/gowebsockify/websockify/service"
 	"github.com/gowebsockify/websockify/token"
 	"github.com/gowebsockify/websockify/workers"
+	"github.com/gowebsockify/websockify/wrap"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -34,10 +39,6 @@ func main() {
 			os.Exit(0)
 		}
 		fmt.Fprintf(os.Stderr, "websockify: %v\n%s", err, usageLines)
-		os.Exit(2)
-	}
-	if opts.wrapArgv != nil {
-		fmt.Fprintf(os.Stderr, "websockify: wrapping a program (-- PROGRAM) is not supported yet\n%s", usageLines)
 		os.Exit(2)
 	}
 	if isDaemon && daemonDir != "" {
@@ -66,7 +67,7 @@ func main() {
 	}
 
 	if opts.daemon && !isDaemon {
-		printBanner(cfg.Log, cfg, opts.workers, true)
+		printBanner(cfg.Log, cfg, opts.workers, true, wrappedLabel(opts.wrapArgv, 0))
 		cfg.Log.Close()
 		dir := "/"
 		if cfg.WebRoot != "" {
@@ -95,6 +96,57 @@ func main() {
 		defer service.RemovePidFile(opts.pidFile)
 	}
 
+	// A wrapped program: this process supervises it (a worker only proxies
+	// to it), and in exit mode its end is websockify's.
+	var prog *wrap.Program
+	var progStatus atomic.Int32
+	progStatus.Store(-1)
+	stop := make(chan struct{})
+	var stopOnce sync.Once
+	stopServing := func() {
+		stopOnce.Do(func() {
+			_ = service.Notify("STOPPING=1")
+			close(stop)
+		})
+	}
+	wrapped := ""
+	switch {
+	case opts.wrapArgv != nil && workers.IsWorker():
+		cfg.TargetNetwork, cfg.TargetAddr = "tcp", os.Getenv(wrapTargetEnv)
+	case opts.wrapArgv != nil:
+		prog, err = startWrapped(opts, cfg.Log)
+		if err != nil {
+			daemonReady(err)
+			cfg.Log.Close()
+			fmt.Fprintf(os.Stderr, "websockify: %v\n", err)
+			os.Exit(1)
+		}
+		defer prog.Stop()
+		cfg.TargetNetwork, cfg.TargetAddr = "tcp", prog.TargetAddr()
+		wrapped = wrappedLabel(opts.wrapArgv, prog.Port())
+		os.Setenv(wrapTargetEnv, cfg.TargetAddr) // for workers
+		go func() {
+			status, ok := <-prog.Exited()
+			if !ok {
+				return
+			}
+			progStatus.Store(int32(status))
+			if opts.workers > 1 {
+				_ = syscall.Kill(os.Getpid(), syscall.SIGTERM) // ends Supervise
+			} else {
+				stopServing()
+			}
+		}()
+	}
+	exitWithProgram := func() {
+		if prog != nil {
+			prog.Stop()
+		}
+		if st := progStatus.Load(); st >= 0 {
+			os.Exit(int(st))
+		}
+	}
+
 	switch {
 	case workers.IsWorker():
 		// The parent checked the address and shares the cores out.
@@ -104,7 +156,7 @@ func main() {
 		cfg.Ready = workers.Ready
 	case opts.workers > 1:
 		if !isDaemon {
-			printBanner(cfg.Log, cfg, opts.workers, false)
+			printBanner(cfg.Log, cfg, opts.workers, false, wrapped)
 		}
 		err := eventloop.CheckAddressFree(cfg)
 		if err == nil {
@@ -123,12 +175,16 @@ func main() {
 		}
 		if err != nil {
 			fmt.Fprintf(os.Stderr, "websockify: %v\n", err)
+			if prog != nil {
+				prog.Stop()
+			}
 			os.Exit(1)
 		}
+		exitWithProgram()
 		return
 	default:
 		if !isDaemon {
-			printBanner(cfg.Log, cfg, 1, false)
+			printBanner(cfg.Log, cfg, 1, false, wrapped)
 		}
 		cfg.Ready = ready
 	}
@@ -140,14 +196,12 @@ func main() {
 		debug.SetGCPercent(50)
 	}
 
-	stop := make(chan struct{})
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
 		sig := <-sigs
 		cfg.Log.Infof("Got %v, shutting down", sig)
-		_ = service.Notify("STOPPING=1")
-		close(stop)
+		stopServing()
 	}()
 
 	// SIGHUP reopens --log-file, so logrotate can move it away.
@@ -173,6 +227,62 @@ func main() {
 	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "websockify: %v\n", err)
+		if prog != nil {
+			prog.Stop()
+		}
 		os.Exit(1)
 	}
+	exitWithProgram()
+}
+
+// wrapTargetEnv tells worker processes where the parent's wrapped program
+// listens.
+const wrapTargetEnv = "WEBSOCKIFY_WRAP_TARGET"
+
+// wrapListenWait is how long start-up waits for a wrapped program to listen
+// before serving anyway (its clients then get 1011 until it does).
+const wrapListenWait = 10 * time.Second
+
+// startWrapped starts the program after --, its bind to the listen port
+// moved to a loopback port by rebind.so, and waits until it listens there.
+func startWrapped(opts options, log *eventloop.Logger) (*wrap.Program, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	rebind, err := wrap.FindRebind(exe)
+	if err != nil {
+		return nil, err
+	}
+	mode, _ := wrap.ParseMode(opts.wrapMode) // checked by parseArgs
+	prog, err := wrap.Start(wrap.Config{
+		Argv: opts.wrapArgv, ListenPort: opts.listenPort, Mode: mode, Rebind: rebind,
+		Log: func(format string, args ...any) { log.Infof(format, args...) },
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := prog.WaitListening(wrapListenWait); err != nil {
+		select {
+		case status, ok := <-prog.Exited():
+			prog.Stop()
+			if ok {
+				return nil, fmt.Errorf("the wrapped program exited with status %d before it listened", status)
+			}
+		default:
+		}
+		log.Warnf("warning: %v; serving anyway", err)
+	}
+	return prog, nil
+}
+
+// wrappedLabel names a wrapped program as the original's banner does.
+func wrappedLabel(argv []string, port int) string {
+	if argv == nil {
+		return ""
+	}
+	if port == 0 {
+		return fmt.Sprintf("'%s'", strings.Join(argv, " "))
+	}
+	return fmt.Sprintf("'%s' (port %d)", strings.Join(argv, " "), port)
 }
