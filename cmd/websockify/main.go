@@ -17,8 +17,8 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 	"syscall"
+	"time"
 
 	"github.com/gowebsockify/websockify/eventloop"
 	"github.com/gowebsockify/websockify/service"
