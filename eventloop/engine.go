@@ -35,6 +35,7 @@ import (
 	"github.com/gowebsockify/websockify/webserver"
 	"github.com/panjf2000/gnet/v2"
 	"github.com/panjf2000/gnet/v2/pkg/logging"
+	"golang.org/x/sys/unix"
 )
 
 // server is a running proxy: gnet's event handler.
@@ -50,6 +51,8 @@ type server struct {
 	engine     gnet.Engine
 	booted     bool
 	stopEngine func() // stops a client engine (inherited listeners); nil: engine.Stop
+	umask      int    // the process's umask while Serve set one for the unix socket
+	umaskSet   bool
 
 	loopsMu sync.Mutex
 	loops   map[gnet.EventLoop]*loop
@@ -157,7 +160,15 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 	if len(cfg.Listeners) > 0 {
 		err = s.serveInherited(opts)
 	} else {
+		if cfg.ListenUnix != "" {
+			// gnet binds and listens at once: the umask gives the socket
+			// its mode from the start, so no client connects through a
+			// wider one before OnBoot's chmod (which restores the umask).
+			s.umask = unix.Umask(int(0o777 &^ cfg.ListenUnixMode.Perm()))
+			s.umaskSet = true
+		}
 		err = gnet.Run(s, proto, opts...)
+		s.restoreUmask()
 	}
 	if err != nil {
 		return err
@@ -266,6 +277,7 @@ func (s *server) OnBoot(eng gnet.Engine) gnet.Action {
 		return gnet.Shutdown // a signal came before the engine was up
 	}
 	if s.cfg.ListenUnix != "" {
+		s.restoreUmask()
 		if err := os.Chmod(s.cfg.ListenUnix, s.cfg.ListenUnixMode); err != nil {
 			e := fmt.Errorf("chmod %s: %w", s.cfg.ListenUnix, err)
 			s.fatal.Store(&e)
@@ -283,6 +295,16 @@ func (s *server) OnBoot(eng gnet.Engine) gnet.Action {
 		s.cfg.Ready()
 	}
 	return gnet.None
+}
+
+// restoreUmask puts back the umask Serve changed for the unix socket.
+func (s *server) restoreUmask() {
+	s.engineMu.Lock()
+	defer s.engineMu.Unlock()
+	if s.umaskSet {
+		unix.Umask(s.umask)
+		s.umaskSet = false
+	}
 }
 
 // runTicker applies --timeout and --idle-timeout, when given; the loops'

@@ -43,7 +43,7 @@ func TestCLIUsageErrors(t *testing.T) {
 		{"inetd-with-listen-positional", []string{"--inetd", "6080", "127.0.0.1:5900"}, "too many"},
 		{"token-plugin-unknown", []string{"--token-plugin", "my.Plugin", "6080"}, "tokenfile"},
 		{"target-config-and-target", []string{"--target-config", "/tmp/t", "6080", "127.0.0.1:5900"}, "target"},
-		{"wrap-program", []string{"6080", "--", "sleep", "100"}, "not supported yet"},
+		{"wrap-program-and-target", []string{"6080", "127.0.0.1:5900", "--", "sleep", "100"}, "target"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

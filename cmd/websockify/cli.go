@@ -409,4 +409,5 @@ func printBanner(log *eventloop.Logger, cfg eventloop.Config, workers int, daemo
 	if workers > 1 {
 		log.Infof("  - %d worker processes sharing the port", workers)
 	}
+	log.Flush() // the settings show at once, not with the first session's lines
 }
