@@ -83,6 +83,9 @@ type tokenRedis struct {
 	source  redisSource
 	backend string // "redis host:port", naming it in errors
 	client  *redis.Client
+	queue   chan *redisLookup // lookups for the batchers (redisbatch.go)
+	closed  chan struct{}     // closed by Close: the batchers end
+	once    sync.Once
 	log     func(string)
 }
 
@@ -98,6 +101,11 @@ func newTokenRedis(src string, log func(string)) (Plugin, error) {
 		Protocol:       2, // plain GETs need nothing newer; works with old servers
 		PoolSize:       redisConns,
 		MaxActiveConns: redisConns,
+		// Pipelines (redisbatch.go) take their connections from a pool of
+		// their own: one per batcher, with buffers sized for small GETs.
+		PipelinePoolSize:        redisBatchers,
+		PipelineReadBufferSize:  16 << 10,
+		PipelineWriteBufferSize: 16 << 10,
 		DialTimeout:    redisDialTimeout,
 		ReadTimeout:    redisReadTimeout,
 		WriteTimeout:   redisWriteTimeout,
@@ -111,7 +119,12 @@ func newTokenRedis(src string, log func(string)) (Plugin, error) {
 	})
 	redisLog.Store(&log)
 	redisLoggerOnce.Do(func() { redis.SetLogger(redisLogger{}) })
-	return &tokenRedis{source: source, backend: "redis " + source.addr(), client: client, log: log}, nil
+	p := &tokenRedis{source: source, backend: "redis " + source.addr(), client: client, log: log,
+		queue: make(chan *redisLookup, 4*redisMaxBatch), closed: make(chan struct{})}
+	for range redisBatchers {
+		go p.runBatcher()
+	}
+	return p, nil
 }
 
 // go-redis logs through one process-wide logger; it is pointed at the log
@@ -131,11 +144,18 @@ func (redisLogger) Printf(_ context.Context, format string, v ...any) {
 }
 
 func (p *tokenRedis) Name() string { return "TokenRedis" }
-func (p *tokenRedis) Sockets() int { return redisConns }
-func (p *tokenRedis) Close() error { return p.client.Close() }
+func (p *tokenRedis) Sockets() int { return redisConns + redisBatchers }
+func (p *tokenRedis) Close() error {
+	var err error
+	p.once.Do(func() {
+		close(p.closed)
+		err = p.client.Close()
+	})
+	return err
+}
 
 func (p *tokenRedis) Lookup(ctx context.Context, token string) (Target, error) {
-	value, err := p.client.Get(ctx, p.source.key(token)).Result()
+	value, err := p.get(ctx, p.source.key(token))
 	if errors.Is(err, redis.Nil) {
 		return Target{}, ErrNotFound
 	}

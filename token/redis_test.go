@@ -109,8 +109,8 @@ func TestTokenRedisValues(t *testing.T) {
 	}
 	logs := &logRecorder{}
 	p := newRedis(t, server.addr(), logs)
-	if p.Sockets() != redisConns {
-		t.Errorf("Sockets() = %d, want %d", p.Sockets(), redisConns)
+	if p.Sockets() != redisConns+redisBatchers {
+		t.Errorf("Sockets() = %d, want %d", p.Sockets(), redisConns+redisBatchers)
 	}
 	for _, token := range []string{"plain", "plain-spaced", "json", "json-spaced"} {
 		wantTarget(t, p, token, tcp("remote_host:5900"))
