@@ -106,9 +106,9 @@ func newTokenRedis(src string, log func(string)) (Plugin, error) {
 		PipelinePoolSize:        redisBatchers,
 		PipelineReadBufferSize:  16 << 10,
 		PipelineWriteBufferSize: 16 << 10,
-		DialTimeout:    redisDialTimeout,
-		ReadTimeout:    redisReadTimeout,
-		WriteTimeout:   redisWriteTimeout,
+		DialTimeout:             redisDialTimeout,
+		ReadTimeout:             redisReadTimeout,
+		WriteTimeout:            redisWriteTimeout,
 		// Lookups carry the session's deadline; let it cut a slow call short.
 		ContextTimeoutEnabled: true,
 		// No retries: a failed GET is reported at once as a BackendError, within the deadline.
