@@ -8,6 +8,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -30,16 +31,19 @@ import (
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "0.1.0-dev"
 
+// A websockify process is one of: the command a user ran (serving here, or
+// the parent of --workers), the daemon it detached (-D), or one worker.
+// main sorts that out in steps: options, token plugin, detaching, the
+// wrapped program, then serving; each step is a function below.
 func main() {
 	// First, so that what this process starts is not taken for the daemon.
 	daemonReady, daemonDir, isDaemon := service.TakeDaemonReady()
 	opts, err := parseArgs(os.Args[1:], os.Stdout)
+	if err == errHelpShown {
+		os.Exit(0)
+	}
 	if err != nil {
-		if err == errHelpShown {
-			os.Exit(0)
-		}
-		fmt.Fprintf(os.Stderr, "websockify: %v\n%s", err, usageLines)
-		os.Exit(2)
+		exitUsage(err)
 	}
 	if isDaemon && daemonDir != "" {
 		// Every path in opts is absolute by now (absPath).
@@ -48,145 +52,181 @@ func main() {
 			os.Exit(1)
 		}
 	}
-	cfg := opts.Config
+	p := &process{opts: opts, cfg: opts.Config, daemonReady: daemonReady, isDaemon: isDaemon, stop: make(chan struct{})}
+	p.progStatus.Store(-1)
 	if opts.tokenPlugin != "" {
-		cfg.Tokens, err = token.New(opts.tokenPlugin, opts.tokenSource, func(msg string) { cfg.Log.Infof("%s", msg) })
+		p.cfg.Tokens, err = token.New(opts.tokenPlugin, opts.tokenSource, func(msg string) { p.cfg.Log.Infof("%s", msg) })
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "websockify: --token-plugin %s: %v\n%s", opts.tokenPlugin, err, usageLines)
-			os.Exit(2)
+			exitUsage(fmt.Errorf("--token-plugin %s: %v", opts.tokenPlugin, err))
 		}
-		defer cfg.Tokens.Close()
+		defer p.cfg.Tokens.Close()
 	}
 	// systemd socket activation: serve the sockets it passed.
 	if inherited := eventloop.InheritedListeners(); inherited != nil && !workers.IsWorker() {
 		if opts.workers > 1 {
-			fmt.Fprintf(os.Stderr, "websockify: --workers cannot be combined with socket activation\n")
-			os.Exit(2)
+			exitUsage(errors.New("--workers cannot be combined with socket activation"))
 		}
-		cfg.Listeners, cfg.ListenAddr = inherited, fmt.Sprintf("%d socket(s) from systemd", len(inherited))
+		p.cfg.Listeners, p.cfg.ListenAddr = inherited, fmt.Sprintf("%d socket(s) from systemd", len(inherited))
 	}
-
 	if opts.daemon && !isDaemon {
-		printBanner(cfg.Log, cfg, opts.workers, true, wrappedLabel(opts.wrapArgv, 0))
-		cfg.Log.Close()
-		dir := "/"
-		if cfg.WebRoot != "" {
-			dir = cfg.WebRoot
-		}
-		if err := service.Daemonize(dir); err != nil {
-			fmt.Fprintf(os.Stderr, "websockify: %v\n", err)
-			os.Exit(1)
-		}
-		os.Exit(0)
+		p.detach() // does not return
+	}
+	if opts.wrapArgv != nil {
+		p.startProgram()
 	}
 
-	// Once listening: the pid file, and systemd and a waiting parent told.
-	ready := func() {
-		if opts.pidFile != "" {
-			if err := service.WritePidFile(opts.pidFile); err != nil {
-				cfg.Log.Errorf("--pid-file: %v", err)
-			}
-		}
-		if err := service.Notify("READY=1\nMAINPID=" + strconv.Itoa(os.Getpid())); err != nil {
-			cfg.Log.Errorf("%v", err)
-		}
-		daemonReady(nil)
+	var code int
+	switch {
+	case opts.workers > 1 && !workers.IsWorker():
+		code = p.superviseWorkers()
+	default:
+		code = p.serve()
+	}
+	if p.prog != nil {
+		p.prog.Stop()
 	}
 	if opts.pidFile != "" {
-		defer service.RemovePidFile(opts.pidFile)
+		service.RemovePidFile(opts.pidFile)
 	}
+	if st := p.progStatus.Load(); code == 0 && st >= 0 {
+		code = int(st) // exit mode: the program's status is websockify's
+	}
+	os.Exit(code)
+}
 
-	// A wrapped program: this process supervises it (a worker only proxies
-	// to it), and in exit mode its end is websockify's.
-	var prog *wrap.Program
-	var progStatus atomic.Int32
-	progStatus.Store(-1)
-	stop := make(chan struct{})
-	var stopOnce sync.Once
-	stopServing := func() {
-		stopOnce.Do(func() {
-			_ = service.Notify("STOPPING=1")
-			close(stop)
+// exitUsage prints a usage error and exits 2.
+func exitUsage(err error) {
+	fmt.Fprintf(os.Stderr, "websockify: %v\n%s", err, usageLines)
+	os.Exit(2)
+}
+
+// process is what the steps of main share.
+type process struct {
+	opts        options
+	cfg         eventloop.Config
+	daemonReady func(error) // tells a waiting -D parent how start-up went
+	isDaemon    bool
+
+	prog       *wrap.Program // the wrapped program, when this process runs it
+	progStatus atomic.Int32  // its exit status in exit mode, -1 until then
+	wrapped    string        // its name in the banner
+
+	stop     chan struct{} // closed to stop serving
+	stopOnce sync.Once
+}
+
+// detach prints the banner, starts the daemon and exits: 0 once it
+// serves, 1 with its reason if it could not.
+func (p *process) detach() {
+	printBanner(p.cfg.Log, p.cfg, p.opts.workers, true, wrappedLabel(p.opts.wrapArgv, 0))
+	p.cfg.Log.Close()
+	dir := "/"
+	if p.cfg.WebRoot != "" {
+		dir = p.cfg.WebRoot
+	}
+	if err := service.Daemonize(dir); err != nil {
+		fmt.Fprintf(os.Stderr, "websockify: %v\n", err)
+		os.Exit(1)
+	}
+	os.Exit(0)
+}
+
+// startProgram starts the program after -- (a worker only proxies to its
+// parent's) and points the target at it. In exit mode its end stops
+// websockify.
+func (p *process) startProgram() {
+	if workers.IsWorker() {
+		p.cfg.TargetNetwork, p.cfg.TargetAddr = "tcp", os.Getenv(wrapTargetEnv)
+		return
+	}
+	prog, err := startWrapped(p.opts, p.cfg.Log)
+	if err != nil {
+		p.daemonReady(err)
+		p.cfg.Log.Close()
+		fmt.Fprintf(os.Stderr, "websockify: %v\n", err)
+		os.Exit(1)
+	}
+	p.prog = prog
+	p.cfg.TargetNetwork, p.cfg.TargetAddr = "tcp", prog.TargetAddr()
+	p.wrapped = wrappedLabel(p.opts.wrapArgv, prog.Port())
+	os.Setenv(wrapTargetEnv, p.cfg.TargetAddr) // for workers
+	go func() {
+		status, ok := <-prog.Exited()
+		if !ok {
+			return
+		}
+		p.progStatus.Store(int32(status))
+		if p.opts.workers > 1 {
+			_ = syscall.Kill(os.Getpid(), syscall.SIGTERM) // ends Supervise
+		} else {
+			p.stopServing()
+		}
+	}()
+}
+
+// ready runs once the process listens: the pid file, and systemd and a
+// waiting -D parent told.
+func (p *process) ready() {
+	if p.opts.pidFile != "" {
+		if err := service.WritePidFile(p.opts.pidFile); err != nil {
+			p.cfg.Log.Errorf("--pid-file: %v", err)
+		}
+	}
+	if err := service.Notify("READY=1\nMAINPID=" + strconv.Itoa(os.Getpid())); err != nil {
+		p.cfg.Log.Errorf("%v", err)
+	}
+	p.daemonReady(nil)
+}
+
+func (p *process) stopServing() {
+	p.stopOnce.Do(func() {
+		_ = service.Notify("STOPPING=1")
+		close(p.stop)
+	})
+}
+
+// superviseWorkers runs --workers N: the parent checks the address, starts
+// the workers and watches them until a signal. It returns the exit code.
+func (p *process) superviseWorkers() int {
+	cfg := p.cfg
+	if !p.isDaemon {
+		printBanner(cfg.Log, cfg, p.opts.workers, false, p.wrapped)
+	}
+	err := eventloop.CheckAddressFree(cfg)
+	if err == nil {
+		err = workers.Supervise(p.opts.workers, cfg.Log, func(pids []int) error {
+			if err := eventloop.CheckSoleListeners(cfg.ListenAddr, pids...); err != nil {
+				return err
+			}
+			p.ready()
+			return nil
 		})
 	}
-	wrapped := ""
-	switch {
-	case opts.wrapArgv != nil && workers.IsWorker():
-		cfg.TargetNetwork, cfg.TargetAddr = "tcp", os.Getenv(wrapTargetEnv)
-	case opts.wrapArgv != nil:
-		prog, err = startWrapped(opts, cfg.Log)
-		if err != nil {
-			daemonReady(err)
-			cfg.Log.Close()
-			fmt.Fprintf(os.Stderr, "websockify: %v\n", err)
-			os.Exit(1)
-		}
-		defer prog.Stop()
-		cfg.TargetNetwork, cfg.TargetAddr = "tcp", prog.TargetAddr()
-		wrapped = wrappedLabel(opts.wrapArgv, prog.Port())
-		os.Setenv(wrapTargetEnv, cfg.TargetAddr) // for workers
-		go func() {
-			status, ok := <-prog.Exited()
-			if !ok {
-				return
-			}
-			progStatus.Store(int32(status))
-			if opts.workers > 1 {
-				_ = syscall.Kill(os.Getpid(), syscall.SIGTERM) // ends Supervise
-			} else {
-				stopServing()
-			}
-		}()
+	p.daemonReady(err)
+	cfg.Log.Close()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "websockify: %v\n", err)
+		return 1
 	}
-	exitWithProgram := func() {
-		if prog != nil {
-			prog.Stop()
-		}
-		if st := progStatus.Load(); st >= 0 {
-			os.Exit(int(st))
-		}
-	}
+	return 0
+}
 
-	switch {
-	case workers.IsWorker():
+// serve runs the proxy in this process (alone, or as one of the workers)
+// until a signal, a timeout, --run-once or the wrapped program ends it. It
+// returns the exit code.
+func (p *process) serve() int {
+	cfg := p.cfg
+	if workers.IsWorker() {
 		// The parent checked the address and shares the cores out.
 		cfg.Worker = true
 		cfg.RecordSlot, cfg.RecordSlots = workers.Slot()
-		cfg.Loops = max(1, runtime.NumCPU()/opts.workers)
+		cfg.Loops = max(1, runtime.NumCPU()/p.opts.workers)
 		cfg.Ready = workers.Ready
-	case opts.workers > 1:
-		if !isDaemon {
-			printBanner(cfg.Log, cfg, opts.workers, false, wrapped)
+	} else {
+		if !p.isDaemon {
+			printBanner(cfg.Log, cfg, 1, false, p.wrapped)
 		}
-		err := eventloop.CheckAddressFree(cfg)
-		if err == nil {
-			err = workers.Supervise(opts.workers, cfg.Log, func(pids []int) error {
-				if err := eventloop.CheckSoleListeners(cfg.ListenAddr, pids...); err != nil {
-					return err
-				}
-				ready()
-				return nil
-			})
-		}
-		daemonReady(err)
-		cfg.Log.Close()
-		if opts.pidFile != "" {
-			service.RemovePidFile(opts.pidFile)
-		}
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "websockify: %v\n", err)
-			if prog != nil {
-				prog.Stop()
-			}
-			os.Exit(1)
-		}
-		exitWithProgram()
-		return
-	default:
-		if !isDaemon {
-			printBanner(cfg.Log, cfg, 1, false, wrapped)
-		}
-		cfg.Ready = ready
+		cfg.Ready = p.ready
 	}
 
 	// Idle sessions are the proxy's bulk: with the hot path allocation-free,
@@ -201,9 +241,8 @@ func main() {
 	go func() {
 		sig := <-sigs
 		cfg.Log.Infof("Got %v, shutting down", sig)
-		stopServing()
+		p.stopServing()
 	}()
-
 	// SIGHUP reopens --log-file, so logrotate can move it away.
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
@@ -214,25 +253,18 @@ func main() {
 			}
 		}
 	}()
-
 	status := make(chan os.Signal, 1)
 	signal.Notify(status, syscall.SIGUSR1)
 	cfg.StatusRequests = status
 
-	err = eventloop.Serve(cfg, stop)
-	daemonReady(err) // if it never got as far as listening
+	err := eventloop.Serve(cfg, p.stop)
+	p.daemonReady(err) // if it never got as far as listening
 	cfg.Log.Close()
-	if opts.pidFile != "" {
-		service.RemovePidFile(opts.pidFile)
-	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "websockify: %v\n", err)
-		if prog != nil {
-			prog.Stop()
-		}
-		os.Exit(1)
+		return 1
 	}
-	exitWithProgram()
+	return 0
 }
 
 // wrapTargetEnv tells worker processes where the parent's wrapped program
