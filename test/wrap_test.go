@@ -311,3 +311,38 @@ func TestWrapWorkers(t *testing.T) {
 		t.Errorf("the program outlived websockify --workers")
 	}
 }
+
+// TestWrapNeverListens: a program that never binds the port costs a clear
+// warning within the start-up bound (10 s), not a silent hang; websockify
+// then serves, and its clients are closed with 1011 until the program
+// listens.
+func TestWrapNeverListens(t *testing.T) {
+	port := freePort(t, "127.0.0.1")
+	listen := "127.0.0.1:" + strconv.Itoa(port)
+	cmd := exec.Command(binPath, listen, "--", "sleep", "60")
+	p := &proxy{t: t, cmd: cmd, network: "tcp", addr: listen, port: port}
+	if err := p.start(nil); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.kill)
+	if !waitLog(p, "serving anyway", 20*time.Second) {
+		t.Fatalf("no warning about the program not listening:\n%s", p.stderr.String())
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	var c *wsClient
+	var err error
+	for {
+		if c, err = dialWSE(p, modeBinary, nil); err == nil || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err != nil {
+		t.Fatalf("websockify does not serve after the warning: %v", err)
+	}
+	defer c.conn.Close()
+	code, _, _, err := c.expectClose()
+	if err != nil || code != 1011 {
+		t.Errorf("a client while nothing listens: close %d, %v; want 1011", code, err)
+	}
+}
