@@ -220,3 +220,35 @@ func readNotify(t *testing.T, conn *net.UnixConn) string {
 	}
 	return string(buf[:n])
 }
+
+// TestDaemonWorkers: -D with --workers detaches the parent, which starts
+// its workers (they must not detach again); stopped through the pid file,
+// all of them end.
+func TestDaemonWorkers(t *testing.T) {
+	echo := startEcho(t)
+	pidFile := filepath.Join(t.TempDir(), "websockify.pid")
+	port := freePort(t, "127.0.0.1")
+	listen := "127.0.0.1:" + strconv.Itoa(port)
+	out, err := exec.Command(binPath, "-D", "--workers", "2", "--pid-file", pidFile, listen, echo.addr).CombinedOutput()
+	if err != nil {
+		t.Fatalf("websockify -D --workers 2: %v\n%s", err, out)
+	}
+	pid := readPid(t, pidFile)
+	t.Cleanup(func() { _ = syscall.Kill(pid, syscall.SIGKILL) })
+	kids := childPIDs(t, pid)
+	if len(kids) != 2 {
+		t.Errorf("the daemon has %d children, want its 2 workers", len(kids))
+	}
+	p := &proxy{t: t, network: "tcp", addr: listen, port: port}
+	for i := 0; i < 4; i++ {
+		c := dialWS(t, p, modeBinary)
+		mustEcho(t, c, []byte("daemon worker"))
+		c.conn.Close()
+	}
+	_ = syscall.Kill(pid, syscall.SIGTERM)
+	for _, k := range append(kids, pid) {
+		if !waitGone(k, 10*time.Second) {
+			t.Errorf("process %d still there after SIGTERM", k)
+		}
+	}
+}

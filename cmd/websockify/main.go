@@ -68,7 +68,7 @@ func main() {
 		}
 		p.cfg.Listeners, p.cfg.ListenAddr = inherited, fmt.Sprintf("%d socket(s) from systemd", len(inherited))
 	}
-	if opts.daemon && !isDaemon {
+	if opts.daemon && !isDaemon && !workers.IsWorker() {
 		p.detach() // does not return
 	}
 	if opts.wrapArgv != nil {
