@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -226,4 +228,45 @@ func openFileLimit(pid int) (int, error) {
 		}
 	}
 	return 0, errors.New("no Max open files line")
+}
+
+// TestOpenFileExhaustionInetd: the same storms against an inherited
+// listener (--inetd), whose clients are accepted by a goroutine of ours
+// rather than by gnet: the surplus is refused, the accepted keep working.
+func TestOpenFileExhaustionInetd(t *testing.T) {
+	t.Parallel()
+	const limit = 256
+	echo := startEcho(t)
+	f, addr := listenerFile(t)
+	cmd := exec.Command("bash", "-c", fmt.Sprintf(`ulimit -n %d && exec "$0" "$@"`, limit), binPath, "--inetd", echo.addr)
+	cmd.Stdin = f
+	_, portStr, _ := net.SplitHostPort(addr)
+	port, _ := strconv.Atoi(portStr)
+	p := &proxy{t: t, cmd: cmd, network: "tcp", addr: addr, port: port}
+	if err := p.start(nil); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	t.Cleanup(func() {
+		p.kill()
+		if t.Failed() {
+			t.Logf("websockify --inetd stderr:\n%s", truncate(p.stderr.String(), 8000))
+		}
+	})
+	if !waitLog(p, "proxying from inetd", 5*time.Second) {
+		t.Fatalf("websockify --inetd did not start: %s", p.stderr.String())
+	}
+	for round := 1; round <= 3; round++ {
+		if !fdStorm(t, p, echo, round, limit) {
+			return
+		}
+	}
+	c, err := dialWSE(p, modeBinary, nil)
+	if err != nil {
+		t.Fatalf("new client after the storms: %v", err)
+	}
+	defer c.conn.Close()
+	if err := c.echo([]byte("after the storm")); err != nil {
+		t.Fatalf("new client after the storms: %v", err)
+	}
 }
