@@ -64,6 +64,9 @@ type SessionConfig struct {
 	// Target is where every session goes, as logged ("host:port", or an
 	// absolute socket path), unless Tokens is set.
 	Target string
+	// TargetTLS says the target is reached over TLS (--ssl-target): only
+	// for the log line of each dial.
+	TargetTLS bool
 	// Tokens, when set, says where each session's token is read from: the
 	// session then asks its owner to look the target up (Step Route).
 	Tokens TokenFrom
@@ -308,7 +311,11 @@ func (s *Session) upgrade(req *Request, hs Handshake, out Peer) Step {
 	s.upgraded = true
 	s.req = nil
 	s.phase = Dialing
-	s.logf(out, "%s", connectingTo(s.target))
+	if s.cfg.TargetTLS {
+		s.logf(out, "%s (using SSL)", connectingTo(s.target))
+	} else {
+		s.logf(out, "%s", connectingTo(s.target))
+	}
 	return Dial
 }
 
@@ -411,8 +418,8 @@ func (s *Session) logUpgrade(out Peer, req *Request, hs Handshake) {
 		base64 = "True" // Python's spelling
 	}
 	s.logf(out, "%s: Version %s, base64: '%s'", s.addr, version, base64)
-	if req.Target != "" {
-		s.logf(out, "%s: Path: '%s'", s.addr, req.Target)
+	if req.Target != "/" { // as the original: the root path goes unsaid
+		s.logf(out, "%s: Path: '%s'", s.addr, printable(req.Target))
 	}
 }
 

@@ -91,6 +91,7 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 		SSLOnly:      cfg.SSLOnly,
 		Web:          cfg.WebRoot != "",
 		Target:       cfg.TargetAddr,
+		TargetTLS:    cfg.TargetTLS != nil,
 		Auth:         cfg.Auth,
 		WebAuth:      cfg.WebAuth,
 		FirstByte:    firstByteTimeout,

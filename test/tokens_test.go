@@ -459,6 +459,9 @@ func TestTokenTransports(t *testing.T) {
 			Env:  []string{"SSL_CERT_FILE=" + pk.caFile},
 		})
 		expectTarget(t, p, nil, "secure", "tlsvm")
+		if !waitLog(p, "connecting to: localhost:"+port+" (using SSL)", 5*time.Second) {
+			t.Errorf("the dial's log line does not say SSL")
+		}
 	})
 }
 
