@@ -61,8 +61,9 @@ type SessionConfig struct {
 	CertFile     string
 	SSLOnly      bool // refuse clients that do not start with TLS
 	Web          bool // a web server answers requests that are not upgrades
-	// Target is where every session goes, as logged ("host:port", or an
-	// absolute socket path), unless Tokens is set.
+	// Target is where every session goes, as logged ("host:port", an
+	// absolute socket path, or a wrapped program as 'PROGRAM ARGS' (port
+	// P)), unless Tokens is set.
 	Target string
 	// TargetTLS says the target is reached over TLS (--ssl-target): only
 	// for the log line of each dial.
@@ -321,8 +322,11 @@ func (s *Session) upgrade(req *Request, hs Handshake, out Peer) Step {
 
 // connectingTo is the original's line for a dial about to start.
 func connectingTo(target string) string {
-	if strings.HasPrefix(target, "/") {
+	switch {
+	case strings.HasPrefix(target, "/"):
 		return "connecting to unix socket: " + target
+	case strings.HasPrefix(target, "'"): // a wrapped program: 'PROGRAM ARGS' (port P)
+		return "connecting to command: " + target
 	}
 	return "connecting to: " + target
 }

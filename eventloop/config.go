@@ -23,6 +23,7 @@ type Config struct {
 	TargetNetwork string // "tcp" or "unix"
 	TargetAddr    string // "host:port" or a socket path
 	PreferIPv6    bool   // order the target's IPv6 addresses first
+	TargetLabel   string // how log lines name the target, when not TargetAddr (a wrapped program)
 
 	// Tokens, when set, looks each session's target up by its token
 	// (--token-plugin), read from where TokenFrom says; the lookup runs

@@ -97,6 +97,9 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 		FirstByte:    firstByteTimeout,
 		RequestHead:  requestHeadTimeout,
 	}
+	if cfg.TargetLabel != "" {
+		s.sessionCfg.Target = cfg.TargetLabel
+	}
 	if cfg.Tokens != nil {
 		s.sessionCfg.Tokens = cfg.TokenFrom
 		if s.sessionCfg.Tokens == codec.NoToken {

@@ -97,6 +97,9 @@ func TestWrapEcho(t *testing.T) {
 		mustEcho(t, c, []byte(fmt.Sprintf("wrapped %d", i)))
 		c.conn.Close()
 	}
+	if !waitLog(p, "connecting to command: 'socat TCP-LISTEN:", 5*time.Second) {
+		t.Errorf("the dial's log line does not name the command, as the original's does")
+	}
 	// SIGTERM stops websockify and the program with it.
 	wport := wrappedPortOf(t, p)
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)

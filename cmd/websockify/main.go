@@ -137,6 +137,7 @@ func (p *process) detach() {
 func (p *process) startProgram() {
 	if workers.IsWorker() {
 		p.cfg.TargetNetwork, p.cfg.TargetAddr = "tcp", os.Getenv(wrapTargetEnv)
+		p.cfg.TargetLabel = os.Getenv(wrapLabelEnv)
 		return
 	}
 	prog, err := startWrapped(p.opts, p.cfg.Log)
@@ -149,7 +150,9 @@ func (p *process) startProgram() {
 	p.prog = prog
 	p.cfg.TargetNetwork, p.cfg.TargetAddr = "tcp", prog.TargetAddr()
 	p.wrapped = wrappedLabel(p.opts.wrapArgv, prog.Port())
+	p.cfg.TargetLabel = p.wrapped
 	os.Setenv(wrapTargetEnv, p.cfg.TargetAddr) // for workers
+	os.Setenv(wrapLabelEnv, p.wrapped)
 	go func() {
 		status, ok := <-prog.Exited()
 		if !ok {
@@ -269,7 +272,10 @@ func (p *process) serve() int {
 
 // wrapTargetEnv tells worker processes where the parent's wrapped program
 // listens.
-const wrapTargetEnv = "WEBSOCKIFY_WRAP_TARGET"
+const (
+	wrapTargetEnv = "WEBSOCKIFY_WRAP_TARGET"
+	wrapLabelEnv  = "WEBSOCKIFY_WRAP_LABEL" // and how log lines name it
+)
 
 // wrapListenWait is how long start-up waits for a wrapped program to listen
 // before serving anyway (its clients then get 1011 until it does).
