@@ -519,17 +519,22 @@ func (s *session) sync() {
 		return
 	}
 	if p := s.m.Phase(); p != s.phase {
+		prev := s.phase
 		s.phase = p
 		now := time.Now().UnixNano()
 		s.deadline = 0
+		if prev < codec.Dialing && (p == codec.Dialing || p == codec.Relaying) {
+			// The 101 went out. A routed session passes Dialing within one
+			// callback (its target was dialed with the lookup), so it is
+			// seen here already relaying.
+			s.l.srv.upgraded.Store(true) // --run-once takes no other client
+			s.startRecording(now)
+		}
 		switch p {
 		case codec.Sniffing: // again, inside TLS
 			s.deadline = s.l.firstByte.add(now, s)
 		case codec.ReadingHead:
 			s.deadline = s.l.requestHead.add(now, s)
-		case codec.Dialing:
-			s.l.srv.upgraded.Store(true) // --run-once takes no other client
-			s.startRecording(now)
 		case codec.Relaying:
 			if s.l.srv.cfg.Heartbeat > 0 && s.m.Version() == codec.HyBi {
 				s.deadline = s.l.heartbeat.add(now, s)

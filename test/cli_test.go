@@ -2,6 +2,7 @@ package test
 
 import (
 	"net"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -134,6 +135,30 @@ func TestCLIBindInUse(t *testing.T) {
 		}
 		t.Errorf("second websockify on %s is still running 5s after start; it took %d of 20 clients", first.addr, echoB.total.Load())
 	})
+}
+
+// --run-once with a token plugin: the first routed session is the one, and
+// a second client meanwhile is not taken.
+func TestCLIRunOnceToken(t *testing.T) {
+	t.Parallel()
+	echo := startEcho(t)
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	writeFile(t, tokens, "once: "+echo.addr+"\n")
+	p := launchProxy(t, proxyConfig{Args: []string{"--run-once", "--token-plugin", "TokenFile", "--token-source", tokens}})
+	r, err := upgradeTo(p, nil, "/?token=once")
+	if err != nil || r.status != 101 {
+		t.Fatalf("first session: %v %d", err, r.status)
+	}
+	mustEcho(t, r.c, []byte("once"))
+	// A second client while the first is open is refused.
+	if second, err := upgradeTo(p, nil, "/?token=once"); err == nil && second.status == 101 {
+		second.c.conn.Close()
+		t.Errorf("--run-once took a second routed session")
+	}
+	r.c.conn.Close()
+	if code, exited := p.waitExit(10 * time.Second); !exited || code != 0 {
+		t.Fatalf("after the session: exited %v, code %d", exited, code)
+	}
 }
 
 // Item m: --run-once exits after the first upgraded session ends.

@@ -102,13 +102,15 @@ func waitRecordings(t *testing.T, base string, n int) []string {
 func TestRecord(t *testing.T) {
 	pk := newPKI(t)
 	for _, tc := range []struct {
-		name string
-		args []string
-		tls  *tls.Config
+		name  string
+		args  []string
+		tls   *tls.Config
+		token bool // the target comes from a TokenFile
 	}{
-		{"ws", nil, nil},
-		{"wss", []string{"--cert", pk.bundleFile}, pk.clientTLS(nil)},
-		{"workers", []string{"--workers", "2"}, nil},
+		{"ws", nil, nil, false},
+		{"wss", []string{"--cert", pk.bundleFile}, pk.clientTLS(nil), false},
+		{"workers", []string{"--workers", "2"}, nil, false},
+		{"token", nil, nil, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			base := filepath.Join(t.TempDir(), "session")
@@ -124,7 +126,17 @@ func TestRecord(t *testing.T) {
 				}
 				_, _ = io.Copy(c, c)
 			})
-			p := launchProxy(t, proxyConfig{Args: append(append([]string{"--record", base}, tc.args...), tg.addr)})
+			args := append([]string{"--record", base}, tc.args...)
+			path := "/"
+			if tc.token {
+				tokens := filepath.Join(t.TempDir(), "tokens")
+				writeFile(t, tokens, "rec: "+tg.addr+"\n")
+				args = append(args, "--token-plugin", "TokenFile", "--token-source", tokens)
+				path = "/?token=rec"
+			} else {
+				args = append(args, tg.addr)
+			}
+			p := launchProxy(t, proxyConfig{Args: args})
 			if !waitLog(p, "Recording to '"+base+".*'", 2*time.Second) {
 				t.Errorf("banner does not say where it records")
 			}
@@ -134,7 +146,7 @@ func TestRecord(t *testing.T) {
 			const sessions = 8
 			sent := make([][]byte, sessions)
 			for i := range sessions {
-				r, err := upgradeTo(p, tc.tls, "/")
+				r, err := upgradeTo(p, tc.tls, path)
 				if err != nil || r.status != 101 {
 					t.Fatalf("upgrade: %v %d", err, r.status)
 				}
