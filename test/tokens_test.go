@@ -716,3 +716,24 @@ func TestAuthPlugins(t *testing.T) {
 		expectRefused(t, p, pk.clientTLS(&pk.client), "/", 403, "CN 'alice' not allowed")
 	})
 }
+
+// TestTokenTargetDown: a token whose target refuses the connection gets its
+// 101 and then a 1011 close, as a fixed target that is down does.
+func TestTokenTargetDown(t *testing.T) {
+	down := closedPort(t)
+	tokens := filepath.Join(t.TempDir(), "tokens")
+	writeFile(t, tokens, "down: "+down+"\n")
+	p := launchProxy(t, proxyConfig{Args: []string{"--token-plugin", "TokenFile", "--token-source", tokens}})
+	r, err := upgradeTo(p, nil, "/?token=down")
+	if err != nil || r.status != 101 {
+		t.Fatalf("upgrade: %v %d", err, r.status)
+	}
+	defer r.c.conn.Close()
+	code, _, _, err := r.c.expectClose()
+	if err != nil || code != 1011 {
+		t.Errorf("close %d, %v; want 1011", code, err)
+	}
+	if !waitLog(p, "Failed to connect to "+down, 5*time.Second) {
+		t.Errorf("no log line naming the target that is down")
+	}
+}
