@@ -12,11 +12,15 @@
 //   - drain.go: how a loop learns that a full socket can take bytes again;
 //   - tls.go: TLS as a transport on the loop (handshakes on goroutines);
 //   - web.go: web responses (--web), files read off the loop;
+//   - inherited.go: listeners bound by someone else (--inetd, systemd);
+//   - log.go, traffic.go: log lines and --traffic, written off the loops;
 //   - fdbudget.go: staying under the open-file limit.
 //
 // A session lives on one loop goroutine from accept to close, so its state
 // needs no locks. Every transport, ws:// and wss://, --ssl-target, unix
-// sockets, goes through the same session and the same steps.
+// sockets, inherited listeners, goes through the same session and the same
+// steps; a token's lookup (--token-plugin) runs on the goroutine that then
+// dials, and a recording (--record) is written by package record's.
 package eventloop
 
 import (
