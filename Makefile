@@ -59,6 +59,8 @@ fuzz:
 	$(GO) test ./codec -run '^$$' -fuzz '^FuzzBase64AgainstStdlib$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./codec -run '^$$' -fuzz '^FuzzEncoder$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./codec -run '^$$' -fuzz '^FuzzCloseFrame$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./codec -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./token -run '^$$' -fuzz '^FuzzParsers$$' -fuzztime $(FUZZTIME)
 
 bench: build
 	bash bench/run.sh

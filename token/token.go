@@ -151,7 +151,7 @@ func hostPortTarget(host, port string) (Target, error) {
 	if host == "" {
 		return Target{}, fmt.Errorf("target %q: empty host", host+":"+port)
 	}
-	if strings.ContainsAny(host, " \t\r\n/") {
+	if !plausibleHost(host) {
 		return Target{}, fmt.Errorf("target host %q: not a host name or address", host)
 	}
 	n, err := strconv.Atoi(port)
@@ -159,6 +159,21 @@ func hostPortTarget(host, port string) (Target, error) {
 		return Target{}, fmt.Errorf("target %q: port %q is not a number in 1..65535", host+":"+port, port)
 	}
 	return Target{Network: "tcp", Addr: net.JoinHostPort(host, strconv.Itoa(n))}, nil
+}
+
+// plausibleHost reports whether host can be a host name or an IP address
+// (with a zone): letters, digits, '.', '-', '_', and ':' and '%' for IPv6.
+// A target that cannot be dialed is a bad entry, found when it is read.
+func plausibleHost(host string) bool {
+	for _, c := range host {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case c == '.' || c == '-' || c == '_' || c == ':' || c == '%':
+		default:
+			return false
+		}
+	}
+	return true
 }
 
 // parseSourceArgs splits a --token-source at colons like Python's
