@@ -161,9 +161,9 @@ func (s *session) fromClient(p []byte) {
 			break
 		}
 	}
-	if relaying && s.l.srv.cfg.Traffic != nil {
+	if relaying {
 		// "}." when part of a frame is left waiting for more.
-		s.traffic(partial(trafficFromClient, len(p) > 0))
+		s.traffic(trafficFromClient, len(p) > 0)
 	}
 	s.keep(p, fromHeld)
 }
@@ -189,7 +189,7 @@ func (s *session) fromTarget(p []byte) {
 	if len(p) == 0 || !s.relaying() {
 		return
 	}
-	s.traffic(trafficFromTarget[0])
+	s.traffic(trafficFromTarget, false)
 	if s.x != nil && s.x.rec != nil {
 		s.x.rec.ToClient(s.recordMillis(), p)
 	}
@@ -248,7 +248,7 @@ func (s *session) flushTarget() {
 		return
 	}
 	s.target.sendv(iov)
-	s.traffic(partial(trafficToTarget, s.target.queued() > 0))
+	s.trafficSent(trafficToTarget, &s.target)
 	clear(iov)
 	l.targetIov = iov[:0]
 	l.smallBytes = l.smallBytes[:0]
@@ -258,14 +258,14 @@ func (s *session) flushTarget() {
 func (s *session) ToClient(p []byte) {
 	s.client.send(p, nil)
 	if s.relaying() {
-		s.traffic(partial(trafficToClient, s.client.queued() > 0))
+		s.trafficSent(trafficToClient, &s.client)
 	}
 }
 
 // ToClientFrame writes a frame's header and payload to the client.
 func (s *session) ToClientFrame(head, body []byte) {
 	s.client.send(head, body)
-	s.traffic(partial(trafficToClient, s.client.queued() > 0))
+	s.trafficSent(trafficToClient, &s.client)
 }
 
 // Scratch lends the loop's frame buffer.
@@ -658,13 +658,6 @@ var (
 	trafficToClient   = [2][]byte{[]byte("<"), []byte("<.")}
 )
 
-func partial(sym [2][]byte, part bool) []byte {
-	if part {
-		return sym[1]
-	}
-	return sym[0]
-}
-
 // trafficLegend is printed as each session starts relaying, as the
 // original does.
 const trafficLegend = `
@@ -679,8 +672,21 @@ Traffic Legend:
     <. - Client send partial
 `
 
-func (s *session) traffic(sym []byte) {
+// traffic prints sym, its partial form when part is set.
+func (s *session) traffic(sym [2][]byte, part bool) {
 	if tw := s.l.srv.cfg.Traffic; tw != nil {
-		_, _ = tw.Write(sym)
+		if part {
+			_, _ = tw.Write(sym[1])
+		} else {
+			_, _ = tw.Write(sym[0])
+		}
+	}
+}
+
+// trafficSent prints sym for a write to sd: partial when the kernel did
+// not take all of it. Without --traffic it costs one nil check per frame.
+func (s *session) trafficSent(sym [2][]byte, sd *side) {
+	if s.l.srv.cfg.Traffic != nil {
+		s.traffic(sym, sd.queued() > 0)
 	}
 }
