@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"os"
 	"time"
 
 	"github.com/panjf2000/gnet/v2"
@@ -98,26 +97,4 @@ func closeAll(listeners []net.Listener) {
 	for _, ln := range listeners {
 		_ = ln.Close()
 	}
-}
-
-// InheritedListeners returns the listening sockets systemd passed with
-// socket activation (LISTEN_PID, LISTEN_FDS: descriptors 3 and up), and
-// clears those variables so that children do not take them too. None
-// without activation.
-func InheritedListeners() []*os.File {
-	defer os.Unsetenv("LISTEN_PID")
-	defer os.Unsetenv("LISTEN_FDS")
-	defer os.Unsetenv("LISTEN_FDNAMES")
-	var pid, n int
-	if _, err := fmt.Sscan(os.Getenv("LISTEN_PID"), &pid); err != nil || pid != os.Getpid() {
-		return nil
-	}
-	if _, err := fmt.Sscan(os.Getenv("LISTEN_FDS"), &n); err != nil || n < 1 {
-		return nil
-	}
-	files := make([]*os.File, 0, n)
-	for fd := 3; fd < 3+n; fd++ {
-		files = append(files, os.NewFile(uintptr(fd), fmt.Sprintf("LISTEN_FD_%d", fd)))
-	}
-	return files
 }

@@ -1,7 +1,7 @@
 // Package service is what websockify needs to run as a system service:
-// systemd's readiness protocol (NOTIFY_SOCKET), daemon mode (-D) by
-// re-executing itself detached, and the pid file. It knows nothing of
-// sockets to clients; the listeners systemd passes are eventloop's.
+// systemd's protocols (the sockets it passes, NOTIFY_SOCKET), daemon mode
+// (-D) by re-executing itself detached, and the pid file. It only finds
+// the listeners systemd passes; serving them is eventloop's.
 package service
 
 import (
@@ -33,6 +33,29 @@ func Notify(state string) error {
 	defer conn.Close()
 	_, err = conn.Write([]byte(state))
 	return err
+}
+
+// ListenFDs returns the listening sockets systemd passed with socket
+// activation (LISTEN_PID, LISTEN_FDS: descriptors 3 and up), and clears
+// those variables so that children do not take them too. None without
+// activation.
+func ListenFDs() []*os.File {
+	defer os.Unsetenv("LISTEN_PID")
+	defer os.Unsetenv("LISTEN_FDS")
+	defer os.Unsetenv("LISTEN_FDNAMES")
+	var pid, n int
+	if _, err := fmt.Sscan(os.Getenv("LISTEN_PID"), &pid); err != nil || pid != os.Getpid() {
+		return nil
+	}
+	if _, err := fmt.Sscan(os.Getenv("LISTEN_FDS"), &n); err != nil || n < 1 {
+		return nil
+	}
+	files := make([]*os.File, 0, n)
+	for fd := 3; fd < 3+n; fd++ {
+		syscall.CloseOnExec(fd) // not for a wrapped program
+		files = append(files, os.NewFile(uintptr(fd), fmt.Sprintf("LISTEN_FD_%d", fd)))
+	}
+	return files
 }
 
 // daemonEnv marks the detached copy of the process (-D), and carries the

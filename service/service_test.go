@@ -73,3 +73,15 @@ func TestTakeDaemonReadyOutsideDaemon(t *testing.T) {
 	}
 	ready(nil) // does nothing
 }
+
+func TestListenFDsOtherProcess(t *testing.T) {
+	// Sockets passed to another process (LISTEN_PID) are not this one's.
+	t.Setenv("LISTEN_PID", "1")
+	t.Setenv("LISTEN_FDS", "1")
+	if files := ListenFDs(); files != nil {
+		t.Fatalf("took %d sockets meant for pid 1", len(files))
+	}
+	if os.Getenv("LISTEN_FDS") != "" || os.Getenv("LISTEN_PID") != "" {
+		t.Errorf("the variables were not cleared")
+	}
+}

@@ -62,7 +62,7 @@ func main() {
 		defer p.cfg.Tokens.Close()
 	}
 	// systemd socket activation: serve the sockets it passed.
-	if inherited := eventloop.InheritedListeners(); inherited != nil && !workers.IsWorker() {
+	if inherited := service.ListenFDs(); inherited != nil && !workers.IsWorker() {
 		if opts.workers > 1 {
 			exitUsage(errors.New("--workers cannot be combined with socket activation"))
 		}
