@@ -121,6 +121,18 @@ func New(name, source string, log func(msg string)) (Plugin, error) {
 	}
 }
 
+// SourceIsPath reports whether the plugin called name takes a file or
+// directory as its source (the others take a URL or a Redis address), so
+// that the command line can resolve a relative one before anything changes
+// the working directory.
+func SourceIsPath(name string) bool {
+	switch strings.TrimPrefix(name, pythonModule) {
+	case "ReadOnlyTokenFile", "TokenFile", "TokenFileName", "JWTTokenApi", "UnixDomainSocketDirectory":
+		return true
+	}
+	return false
+}
+
 // unixSocketPrefix marks a target that is a unix socket path, as in
 // Python's "unix_socket:/path" entries.
 const unixSocketPrefix = "unix_socket:"

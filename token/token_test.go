@@ -227,3 +227,14 @@ func writeFile(t *testing.T, path, content string) {
 		t.Fatal(err)
 	}
 }
+
+func TestSourceIsPath(t *testing.T) {
+	for name, want := range map[string]bool{
+		"TokenFile": true, "websockify.token_plugins.JWTTokenApi": true, "UnixDomainSocketDirectory": true,
+		"TokenRedis": false, "BaseTokenAPI": false, "websockify.token_plugins.JSONTokenApi": false,
+	} {
+		if got := SourceIsPath(name); got != want {
+			t.Errorf("SourceIsPath(%q) = %v, want %v", name, got, want)
+		}
+	}
+}

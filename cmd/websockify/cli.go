@@ -342,8 +342,7 @@ func resolvePreferV6(host string) string {
 // against the starting directory (absPath); URLs and Redis addresses are
 // left as they are.
 func tokenSourcePath(plugin, source string) string {
-	switch strings.TrimPrefix(plugin, "websockify.token_plugins.") {
-	case "ReadOnlyTokenFile", "TokenFile", "TokenFileName", "JWTTokenApi", "UnixDomainSocketDirectory":
+	if token.SourceIsPath(plugin) {
 		return absPath(source)
 	}
 	return source
