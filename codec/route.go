@@ -22,6 +22,9 @@ const (
 // parameter (or, with TokenFromHost, the Host header's name), else a
 // "token" cookie. An empty token is no token.
 func TokenOf(req *Request, from TokenFrom) (string, bool) {
+	if from == NoToken {
+		return "", false
+	}
 	var token string
 	switch from {
 	case TokenFromHost:

@@ -283,22 +283,19 @@ func (s *Session) readRequest(in []byte, out Peer) (int, Step) {
 		s.logf(out, `"%s %s %s" %d -`, req.Method, req.Target, req.Proto, statusOf(err))
 		return len(in), s.refuse(out, err)
 	}
-	if s.cfg.Tokens != NoToken {
-		// The token first, as the original: a client with no target is
-		// told so before it is asked for credentials.
-		token, ok := TokenOf(req, s.cfg.Tokens)
-		if !ok {
-			return len(in), s.deny(out, req, &HTTPError{Status: 403, Reason: "Token not present"}, "")
-		}
-		if s.cfg.Auth != nil && !s.authorized(req, out) {
-			return len(in), s.close()
-		}
-		s.route = &routing{req: req, hs: hs, token: token}
-		s.phase = Routing
-		return n, Route
+	// The token first, as the original: a client with no target is told so
+	// before it is asked for credentials.
+	token, ok := TokenOf(req, s.cfg.Tokens)
+	if s.cfg.Tokens != NoToken && !ok {
+		return len(in), s.deny(out, req, &HTTPError{Status: 403, Reason: "Token not present"}, "")
 	}
 	if s.cfg.Auth != nil && !s.authorized(req, out) {
 		return len(in), s.close()
+	}
+	if s.cfg.Tokens != NoToken {
+		s.route = &routing{req: req, hs: hs, token: token}
+		s.phase = Routing
+		return n, Route
 	}
 	return n, s.upgrade(req, hs, out)
 }
@@ -312,11 +309,11 @@ func (s *Session) upgrade(req *Request, hs Handshake, out Peer) Step {
 	s.upgraded = true
 	s.req = nil
 	s.phase = Dialing
+	line := connectingTo(s.target)
 	if s.cfg.TargetTLS {
-		s.logf(out, "%s (using SSL)", connectingTo(s.target))
-	} else {
-		s.logf(out, "%s", connectingTo(s.target))
+		line += " (using SSL)"
 	}
+	s.logf(out, "%s", line)
 	return Dial
 }
 
