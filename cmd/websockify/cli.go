@@ -260,38 +260,18 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 		if cfg.Auth, err = auth.New(*authPlugin, *authSource); err != nil {
 			return opts, err
 		}
-		if strings.HasSuffix(*authPlugin, "ClientCertCNAuth") && !*verifyClient {
-			fmt.Fprintln(os.Stderr, "websockify: warning: ClientCertCNAuth without --verify-client refuses every client (no certificate is asked for)")
-		}
 	}
 	cfg.WebAuth = *webAuth
 	cfg.Record = absPath(*recordFile)
 	cfg.PreferIPv6 = *preferV6
 	cfg.Verbose = *verbose
-	syslogTo := *syslogDest
-	if syslogTo != "" && !strings.Contains(syslogTo, ":") {
-		syslogTo = absPath(syslogTo) // a local socket
-	}
-	cfg.Log, err = eventloop.OpenLogger(eventloop.LogConfig{
-		Verbose: *verbose, Stderr: os.Stderr, Daemon: *daemon,
-		File: absPath(*logFile), Syslog: syslogTo, LegacySyslog: *legacySyslog,
-	})
-	if err != nil {
-		return opts, err
-	}
-	if *traffic {
-		cfg.Traffic = os.Stdout
-	}
-	if *libserver {
-		cfg.Log.Infof("warning: --libserver has no effect in this implementation")
-	}
 	opts.workers = *workers
 	opts.daemon = *daemon
 	opts.wrapMode = *wrapMode
+	opts.pidFile = absPath(*pidFile)
 	if _, err := wrap.ParseMode(*wrapMode); err != nil {
 		return opts, err
 	}
-	opts.pidFile = absPath(*pidFile)
 	if *daemon && *inetd {
 		return opts, errors.New("--daemon cannot be combined with --inetd (inetd runs the process)")
 	}
@@ -306,6 +286,29 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 				return opts, fmt.Errorf("--workers cannot be combined with --%s", name)
 			}
 		}
+	}
+	if *traffic {
+		cfg.Traffic = os.Stdout
+	}
+
+	// Last, once every option is known good: the log opens its file and
+	// syslog socket, and carries the warnings.
+	syslogTo := *syslogDest
+	if syslogTo != "" && !strings.Contains(syslogTo, ":") {
+		syslogTo = absPath(syslogTo) // a local socket
+	}
+	cfg.Log, err = eventloop.OpenLogger(eventloop.LogConfig{
+		Verbose: *verbose, Stderr: os.Stderr, Daemon: *daemon,
+		File: absPath(*logFile), Syslog: syslogTo, LegacySyslog: *legacySyslog,
+	})
+	if err != nil {
+		return opts, err
+	}
+	if *libserver {
+		cfg.Log.Warnf("warning: --libserver has no effect in this implementation")
+	}
+	if cfg.Auth != nil && strings.HasSuffix(*authPlugin, "ClientCertCNAuth") && !*verifyClient {
+		cfg.Log.Warnf("warning: ClientCertCNAuth without --verify-client refuses every client (no certificate is asked for)")
 	}
 	return opts, nil
 }
