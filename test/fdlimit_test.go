@@ -30,19 +30,7 @@ func TestOpenFileExhaustion(t *testing.T) {
 	if n, err := openFileLimit(p.pid()); err != nil || n != limit {
 		t.Fatalf("websockify's open-file limit is %d (%v), want %d", n, err, limit)
 	}
-	for round := 1; round <= rounds; round++ {
-		if !fdStorm(t, p, echo, round, limit) {
-			return
-		}
-	}
-	c, err := dialWSE(p, modeBinary, nil)
-	if err != nil {
-		t.Fatalf("new client after the storms: %v", err)
-	}
-	defer c.conn.Close()
-	if err := c.echo([]byte("after the storm")); err != nil {
-		t.Fatalf("new client after the storms: %v", err)
-	}
+	fdStorms(t, p, echo, rounds, limit)
 	if !p.running() {
 		t.Fatalf("websockify exited (%v)", p.state)
 	}
@@ -256,7 +244,14 @@ func TestOpenFileExhaustionInetd(t *testing.T) {
 	if !waitLog(p, "proxying from inetd", 5*time.Second) {
 		t.Fatalf("websockify --inetd did not start: %s", p.stderr.String())
 	}
-	for round := 1; round <= 3; round++ {
+	fdStorms(t, p, echo, 3, limit)
+}
+
+// fdStorms runs rounds of fdStorm, then checks that a new client is served
+// once everything is closed.
+func fdStorms(t *testing.T, p *proxy, echo *target, rounds, limit int) {
+	t.Helper()
+	for round := 1; round <= rounds; round++ {
 		if !fdStorm(t, p, echo, round, limit) {
 			return
 		}
