@@ -61,6 +61,7 @@ fuzz:
 	$(GO) test ./codec -run '^$$' -fuzz '^FuzzCloseFrame$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./codec -run '^$$' -fuzz '^FuzzSession$$' -fuzztime $(FUZZTIME)
 	$(GO) test ./token -run '^$$' -fuzz '^FuzzParsers$$' -fuzztime $(FUZZTIME)
+	$(GO) test ./sniff -run '^$$' -fuzz '^FuzzProxyHeader$$' -fuzztime $(FUZZTIME)
 
 bench: build
 	bash bench/run.sh

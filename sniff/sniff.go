@@ -1,6 +1,8 @@
 // Package sniff classifies a connection from its first bytes: a TLS hello, a
-// Flash socket-policy request, or (anything else) HTTP. It is a pure function
-// of the bytes seen so far and never touches a socket.
+// Flash socket-policy request, or (anything else) HTTP; and it reads the
+// PROXY protocol header a load balancer may put before them
+// (proxyheader.go). Both are pure functions of the bytes seen so far and
+// never touch a socket.
 package sniff
 
 import "bytes"
