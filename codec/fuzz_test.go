@@ -2,6 +2,7 @@ package codec
 
 import (
 	"bytes"
+	"net/netip"
 	"strings"
 	"testing"
 )
@@ -100,6 +101,9 @@ func FuzzSession(f *testing.F) {
 		"\x16\x03\x01",
 		strings.Replace(upgradeRequest, "/websockify", "/websockify?token=vm1", 1) + string(maskedFrame(0x82, []byte("hi"), mask)),
 		strings.Replace(upgradeRequest, "/websockify", "/?token=xbad", 1),
+		"PROXY TCP4 203.0.113.7 10.0.0.1 51000 6080\r\n" + strings.Replace(upgradeRequest, "\r\n\r\n", "\r\nX-Forwarded-For: 198.51.100.1, 10.0.0.2\r\n\r\n", 1),
+		"\r\n\r\n\x00\r\nQUIT\n\x21\x11\x00\x0c\xcb\x00\x71\x07\x0a\x00\x00\x01\xc7\x38\x17\xc0\x16\x03\x01",
+		"PROXY UNKNOWN\r\nGET / HTTP/1.1\r\nForwarded: for=\"[2001:db8::1]:80\";proto=https, for=unknown\r\n\r\n",
 	} {
 		f.Add([]byte(s), []byte{5, 40, 1})
 	}
@@ -108,12 +112,19 @@ func FuzzSession(f *testing.F) {
 	tokens := testSessionConfig
 	tokens.Tokens = TokenFromQuery
 	tokens.Auth = &denyEvil{}
+	// Behind a trusted proxy that sends PROXY headers, and with that proxy
+	// not trusted (10.0.0.1 is every fuzzed session's peer).
+	proxied := testSessionConfig
+	proxied.ProxyProtocol = true
+	proxied.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}
+	untrusted := proxied
+	untrusted.TrustedProxies = []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}
 	f.Fuzz(func(t *testing.T, stream, splits []byte) {
 		var sizes []int
 		for _, s := range splits {
 			sizes = append(sizes, int(s)+1)
 		}
-		for _, cfg := range []*SessionConfig{&testSessionConfig, &tokens} {
+		for _, cfg := range []*SessionConfig{&testSessionConfig, &tokens, &proxied, &untrusted} {
 			whole := runSession(t, cfg, stream, nil)
 			split := runSession(t, cfg, stream, sizes)
 			if whole.phase != split.phase || !bytes.Equal(whole.client, split.client) || !bytes.Equal(whole.target, split.target) {

@@ -21,6 +21,10 @@ type Request struct {
 	Proto  string      // "HTTP/1.1"
 	Header http.Header // canonical keys
 	Body   []byte      // the Hixie-76 8-byte challenge, when the request carries Key1/Key2
+	// RemoteAddr is the client's address (an IP, or what stands for a
+	// unix socket's peer), the real one behind a trusted proxy: set by
+	// the Session before any auth plugin sees the request.
+	RemoteAddr string
 }
 
 // IsWebSocket reports whether req asks for a WebSocket upgrade: a GET whose

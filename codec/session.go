@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -25,12 +26,13 @@ import (
 //
 // The phases, in order (Phase reports the current one):
 //
-//	Sniffing ─► Handshaking ─► Sniffing ─► ReadingHead ─► ServingWeb ─► ReadingHead ...
-//	   (TLS only)                               │
-//	                                            ├─► Routing ─┐ (--token-plugin)
-//	                                            └────────────┴─► Dialing ─► Relaying ─► Closed
+//	[ReadingProxyHeader ─►] Sniffing ─► Handshaking ─► Sniffing ─► ReadingHead ─► ServingWeb ─► ReadingHead ...
+//	                           (TLS only)                               │
+//	                                                                    ├─► Routing ─┐ (--token-plugin)
+//	                                                                    └────────────┴─► Dialing ─► Relaying ─► Closed
 //
-// Any phase can end in Closed. A Session is not safe for concurrent use.
+// ReadingProxyHeader comes first only with --proxy-protocol and a trusted
+// peer (realaddr.go). Any phase can end in Closed. A Session is not safe for concurrent use.
 type Session struct {
 	cfg      *SessionConfig
 	addr     string // client address, the prefix of its log lines
@@ -38,6 +40,8 @@ type Session struct {
 	tls      bool // the client's bytes come through TLS
 	upgraded bool
 	keepIdle bool // the request being read follows a kept-alive response
+
+	origin origin // where the client really is (realaddr.go)
 
 	req    *Request
 	target string   // where the session is proxied to, as logged
@@ -73,28 +77,35 @@ type SessionConfig struct {
 	Tokens TokenFrom
 	// Auth, when set, checks each upgrade request (--auth-plugin) and, with
 	// WebAuth, each web request too.
-	Auth        Authenticator
-	WebAuth     bool
-	FirstByte   time.Duration // only for log lines; the owner keeps the time
-	RequestHead time.Duration
+	Auth    Authenticator
+	WebAuth bool
+	// ProxyProtocol expects a PROXY header (v1 or v2) first from every
+	// peer in TrustedProxies and refuses one from anyone else.
+	// TrustedProxies also says whose X-Forwarded-For and Forwarded
+	// headers are believed (realaddr.go).
+	ProxyProtocol  bool
+	TrustedProxies []netip.Prefix
+	FirstByte      time.Duration // only for log lines; the owner keeps the time
+	RequestHead    time.Duration
 }
 
 // Phase is where a Session is in its life.
 type Phase uint8
 
 const (
-	Sniffing    Phase = iota // waiting for the first bytes
-	Handshaking              // the owner runs the TLS handshake
-	ReadingHead              // reading an HTTP request head
-	ServingWeb               // the owner answers a web request
-	Routing                  // the owner looks the session's token up
-	Dialing                  // the 101 went out; the owner connects to the target
-	Relaying                 // both sides up
-	Closed                   // over; whatever else comes is dropped
+	ReadingProxyHeader Phase = iota // waiting for a trusted proxy's PROXY header
+	Sniffing                        // waiting for the first bytes
+	Handshaking                     // the owner runs the TLS handshake
+	ReadingHead                     // reading an HTTP request head
+	ServingWeb                      // the owner answers a web request
+	Routing                         // the owner looks the session's token up
+	Dialing                         // the 101 went out; the owner connects to the target
+	Relaying                        // both sides up
+	Closed                          // over; whatever else comes is dropped
 )
 
 func (p Phase) String() string {
-	return [...]string{"sniffing", "handshaking", "reading head", "serving web", "routing", "dialing", "relaying", "closed"}[p]
+	return [...]string{"reading PROXY header", "sniffing", "handshaking", "reading head", "serving web", "routing", "dialing", "relaying", "closed"}[p]
 }
 
 // Step is what the owner must do after a call.
@@ -144,10 +155,14 @@ type Peer interface {
 
 // NewSession starts the session of a client whose address (as logged) is addr.
 func NewSession(cfg *SessionConfig, addr string) Session {
-	return Session{cfg: cfg, addr: addr, target: cfg.Target}
+	s := Session{cfg: cfg, addr: addr, target: cfg.Target, phase: Sniffing}
+	s.startOrigin()
+	return s
 }
 
-// Addr is the client's address, as logged.
+// Addr is the client's address, as logged: once a PROXY header or a
+// trusted proxy's X-Forwarded-For or Forwarded header named the real
+// client, that one (it is set as each request head is complete).
 func (s *Session) Addr() string { return s.addr }
 
 // Phase reports where the session is.
@@ -189,7 +204,12 @@ func (s *Session) debugf(out Peer, format string, args ...any) {
 // in place).
 func (s *Session) FromClient(in []byte, out Peer) (n int, step Step) {
 	switch s.phase {
+	case ReadingProxyHeader:
+		return s.readProxyHeader(in, out)
 	case Sniffing:
+		if n, step, done := s.untrustedProxyHeader(in, out); done {
+			return n, step
+		}
 		switch sniff.Classify(in) {
 		case sniff.NeedMore:
 			return 0, Continue
@@ -266,6 +286,7 @@ func (s *Session) readRequest(in []byte, out Peer) (int, Step) {
 		return 0, Continue
 	}
 	s.keepIdle = false
+	s.forwardedFor(req, out)
 	if !req.IsWebSocket() {
 		if s.cfg.Web {
 			if s.cfg.WebAuth && !s.authorized(req, out) {
@@ -523,6 +544,7 @@ func (s *Session) TargetClosed(err error, out Peer) Step {
 
 // ClientGone is called when the client's connection ended or failed.
 func (s *Session) ClientGone(out Peer) Step {
+	s.proxyHeaderCut(out)
 	if s.phase == Relaying {
 		s.logf(out, "%s: Client disconnected", s.addr)
 		s.closedTarget(out)
@@ -553,6 +575,9 @@ func (s *Session) Shutdown(out Peer) Step {
 // FirstByteExpired is called when the first-byte wait is over; a session
 // that has spoken since is unaffected (Continue).
 func (s *Session) FirstByteExpired(out Peer) Step {
+	if s.phase == ReadingProxyHeader {
+		return s.proxyHeaderTimedOut(out)
+	}
 	if s.phase != Sniffing {
 		return Continue
 	}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -118,7 +119,7 @@ func TestSessionFirstBytes(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := tt.cfg
-			if cfg == (SessionConfig{}) {
+			if reflect.ValueOf(cfg).IsZero() { // SessionConfig holds a slice: no ==
 				cfg = testSessionConfig
 			}
 			cfg.Target = testSessionConfig.Target
