@@ -3,6 +3,7 @@ package eventloop
 import (
 	"crypto/tls"
 	"io"
+	"net/netip"
 	"os"
 	"time"
 
@@ -34,6 +35,12 @@ type Config struct {
 	// WebAuth, each web request.
 	Auth    codec.Authenticator
 	WebAuth bool
+	// ProxyProtocol expects a PROXY header (v1 or v2) from every client
+	// in TrustedProxies (--proxy-protocol); TrustedProxies also says whose
+	// X-Forwarded-For and Forwarded headers are believed
+	// (--trusted-proxies). See codec/realaddr.go.
+	ProxyProtocol  bool
+	TrustedProxies []netip.Prefix
 
 	// Record, when set, records each upgraded session to Record.N (N
 	// counts accepted connections from 1; with --workers, worker k of n

@@ -101,6 +101,7 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 		FirstByte:    firstByteTimeout,
 		RequestHead:  requestHeadTimeout,
 	}
+	s.sessionCfg.ProxyProtocol, s.sessionCfg.TrustedProxies = cfg.ProxyProtocol, cfg.TrustedProxies
 	if cfg.TargetLabel != "" {
 		s.sessionCfg.Target = cfg.TargetLabel
 	}

@@ -86,6 +86,7 @@ func (s *session) addr() string { return s.m.Addr() }
 func newSession(l *loop, c gnet.Conn, fds int64) *session {
 	s := &session{l: l, fds: int32(fds)}
 	s.m = codec.NewSession(&l.srv.sessionCfg, hostOf(c.RemoteAddr()))
+	s.phase = s.m.Phase() // its first-byte timer runs from here, PROXY header or not
 	s.client = side{sess: s, isClient: true}
 	s.target = side{sess: s}
 	s.client.attach(c)

@@ -88,6 +88,8 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	hostToken := fs.Bool("host-token", false, "use the Host header, without its port, as the token instead of the token query parameter")
 	authPlugin := fs.String("auth-plugin", "", "check each request with this plugin: "+strings.Join(auth.Names, ", "))
 	authSource := fs.String("auth-source", "", "argument of the auth plugin")
+	proxyProtocol := fs.Bool("proxy-protocol", false, "expect a PROXY protocol header (v1 or v2) from the trusted proxies, refuse one from anyone else (not in the original)")
+	trustedList := fs.StringSlice("trusted-proxies", nil, "`LIST` of addresses and CIDR prefixes, comma-separated, of the load balancers whose PROXY headers, X-Forwarded-For and Forwarded name the real client (not in the original)")
 
 	recordFile := fs.String("record", "", "record sessions to FILE.[session_number]")
 	logFile := fs.String("log-file", "", "file where logs will be saved (appended to; reopened on SIGHUP)")
@@ -262,6 +264,10 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 		}
 	}
 	cfg.WebAuth = *webAuth
+	if cfg.TrustedProxies, err = realAddrOptions(*proxyProtocol, *trustedList, *unixListen != ""); err != nil {
+		return opts, err
+	}
+	cfg.ProxyProtocol = *proxyProtocol
 	cfg.Record = absPath(*recordFile)
 	cfg.PreferIPv6 = *preferV6
 	cfg.Verbose = *verbose
@@ -400,6 +406,11 @@ func printBanner(log *eventloop.Logger, cfg eventloop.Config, workers int, daemo
 	}
 	if cfg.TargetTLS != nil {
 		target += " (using SSL)"
+	}
+	if cfg.ProxyProtocol {
+		log.Infof("  - PROXY protocol expected from %s", trustedLabel(cfg.TrustedProxies))
+	} else if len(cfg.TrustedProxies) > 0 {
+		log.Infof("  - X-Forwarded-For and Forwarded believed from %s", trustedLabel(cfg.TrustedProxies))
 	}
 	if cfg.Record != "" {
 		log.Infof("  - Recording to '%s.*'", cfg.Record)
