@@ -28,6 +28,8 @@ command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 # test/service_test.go: systemd's own socket activation tool.
 [ -x /usr/bin/systemd-socket-activate ] || need_apt+=(systemd)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# test/realaddr_test.go: haproxy in front, sending PROXY headers and X-Forwarded-For.
+[ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	echo "installing: ${need_apt[*]}"
