@@ -1,7 +1,9 @@
 // Package codec owns everything between a client's first HTTP byte and its last
 // WebSocket frame, without touching a socket: HTTP request parsing, the HyBi
 // (RFC 6455, versions 7, 8 and 13) and Hixie-75/76 handshakes, subprotocol
-// choice, the streaming frame decoder and the frame encoders.
+// choice, the streaming frame decoder and the frame encoders; and, behind a
+// load balancer, the client's real address (realaddr.go: PROXY headers,
+// X-Forwarded-For and Forwarded from trusted proxies).
 //
 // The event loop feeds it bytes and writes out what it returns; a fuzzer or a
 // table test can drive it the same way. Nothing here blocks, and nothing on the
