@@ -85,6 +85,9 @@ type SessionConfig struct {
 	// headers are believed (realaddr.go).
 	ProxyProtocol  bool
 	TrustedProxies []netip.Prefix
+	// HealthPath, when set, is answered 200 "OK" to GET and HEAD, before
+	// auth and the web server: a load balancer's probe (--health-path).
+	HealthPath     string
 	FirstByte      time.Duration // only for log lines; the owner keeps the time
 	RequestHead    time.Duration
 }
@@ -287,6 +290,9 @@ func (s *Session) readRequest(in []byte, out Peer) (int, Step) {
 	}
 	s.keepIdle = false
 	s.forwardedFor(req, out)
+	if s.isHealthProbe(req) {
+		return len(in), s.answerHealthProbe(req, out)
+	}
 	if !req.IsWebSocket() {
 		if s.cfg.Web {
 			if s.cfg.WebAuth && !s.authorized(req, out) {

@@ -67,6 +67,9 @@ type Config struct {
 	// requests (--web); FileOnly refuses directory listings (--file-only).
 	WebRoot  string
 	FileOnly bool
+	// HealthPath, when set, is answered 200 OK for a load balancer's
+	// health checks (--health-path).
+	HealthPath string
 
 	Verbose bool
 	Traffic io.Writer // per-frame traffic symbols; nil = off

@@ -98,6 +98,7 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 		TargetTLS:    cfg.TargetTLS != nil,
 		Auth:         cfg.Auth,
 		WebAuth:      cfg.WebAuth,
+		HealthPath:   cfg.HealthPath,
 		FirstByte:    firstByteTimeout,
 		RequestHead:  requestHeadTimeout,
 	}

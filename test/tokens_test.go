@@ -79,6 +79,12 @@ func upgradeTo(p *proxy, tlsCfg *tls.Config, path string, extra ...string) (toke
 	if err != nil {
 		return tokenReply{}, err
 	}
+	return upgradeOn(conn, path, extra...)
+}
+
+// upgradeOn asks for an upgrade at path over conn, which it owns from here
+// (closed unless the reply is a 101).
+func upgradeOn(conn net.Conn, path string, extra ...string) (tokenReply, error) {
 	req := hybiReq{Path: path, Protocol: modeBinary, Extra: extra}
 	req.fill()
 	_ = conn.SetDeadline(time.Now().Add(ioTimeout))

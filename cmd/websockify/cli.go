@@ -100,6 +100,7 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	pidFile := fs.String("pid-file", "", "write the process id to FILE once listening; removed on exit (not in the original)")
 	inetd := fs.Bool("inetd", false, "inetd mode: the listening socket is inherited on fd 0 (no listen address)")
 	wrapMode := fs.String("wrap-mode", "exit", "action when the wrapped program exits: exit, ignore, respawn")
+	healthPath := fs.String("health-path", "", "answer GET and HEAD of this path with 200 OK, for a load balancer's health checks (not in the original)")
 
 	if err := fs.Parse(args); err != nil {
 		return opts, err
@@ -258,6 +259,10 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 		}
 	}
 	cfg.FileOnly = *fileOnly
+	if *healthPath != "" && !strings.HasPrefix(*healthPath, "/") {
+		return opts, fmt.Errorf("--health-path %q: must start with /", *healthPath)
+	}
+	cfg.HealthPath = *healthPath
 	if *authPlugin != "" {
 		if cfg.Auth, err = auth.New(*authPlugin, *authSource); err != nil {
 			return opts, err
