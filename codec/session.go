@@ -87,9 +87,9 @@ type SessionConfig struct {
 	TrustedProxies []netip.Prefix
 	// HealthPath, when set, is answered 200 "OK" to GET and HEAD, before
 	// auth and the web server: a load balancer's probe (--health-path).
-	HealthPath     string
-	FirstByte      time.Duration // only for log lines; the owner keeps the time
-	RequestHead    time.Duration
+	HealthPath  string
+	FirstByte   time.Duration // only for log lines; the owner keeps the time
+	RequestHead time.Duration
 }
 
 // Phase is where a Session is in its life.
