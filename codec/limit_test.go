@@ -24,7 +24,7 @@ func (c *countingLimiter) Admit(addr string, what Admission) *HTTPError {
 	}
 	return nil
 }
-func (c *countingLimiter) Release(addr string)  { c.releases = append(c.releases, addr) }
+func (c *countingLimiter) Release(addr string) { c.releases = append(c.releases, addr) }
 func (c *countingLimiter) HeadTooLarge(string) { c.tooLarge++ }
 
 var tooMany = &HTTPError{Status: 429, Reason: "Too many sessions from your address", Header: "Retry-After: 5\r\n"}
@@ -258,7 +258,7 @@ func TestMaxFrame(t *testing.T) {
 		{name: "header alone says it", request: upgradeRequest, in: []byte{0x82, 0xFE, 0x10, 0x00, 1, 2, 3, 4},
 			client: append([]byte{0x88, 17, 0x03, 0xF1}, "Message too big"...), step: Close},
 		{name: "fragments each within", request: upgradeRequest,
-			in: append(maskedFrame(0x02, bytes.Repeat([]byte{'a'}, 100), mask), maskedFrame(0x80, bytes.Repeat([]byte{'b'}, 100), mask)...),
+			in:     append(maskedFrame(0x02, bytes.Repeat([]byte{'a'}, 100), mask), maskedFrame(0x80, bytes.Repeat([]byte{'b'}, 100), mask)...),
 			target: strings.Repeat("a", 100) + strings.Repeat("b", 100), step: Continue},
 		{name: "control frames are not data", request: upgradeRequest, in: maskedFrame(0x89, bytes.Repeat([]byte{'p'}, 125), mask),
 			client: append([]byte{0x8A, 125}, bytes.Repeat([]byte{'p'}, 125)...), step: Continue},
