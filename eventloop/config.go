@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gowebsockify/websockify/codec"
+	"github.com/gowebsockify/websockify/limits"
 	"github.com/gowebsockify/websockify/token"
 )
 
@@ -60,6 +61,10 @@ type Config struct {
 	// requests (--web); FileOnly refuses directory listings (--file-only).
 	WebRoot  string
 	FileOnly bool
+
+	// Limits refuses clients past --max-sessions and the like, and caps
+	// request heads and client frames.
+	Limits limits.Config
 
 	Verbose bool
 	Traffic io.Writer // per-frame traffic symbols; nil = off
