@@ -29,15 +29,15 @@ func addLimitFlags(fs *pflag.FlagSet) limitFlags {
 	const perWorker = " (with --workers, per worker)"
 	return limitFlags{
 		sessions: fs.Int("max-sessions", 0,
-			"refuse upgrades with 503 while N WebSocket sessions are open; 0: no limit"+perWorker),
+			"refuse upgrades with 503 while `N` WebSocket sessions are open; 0: no limit"+perWorker),
 		sessionsPerIP: fs.Int("max-sessions-per-ip", 0,
-			"refuse upgrades with 429 from a client address with N sessions open; 0: no limit"+perWorker),
+			"refuse upgrades with 429 from a client address with `N` sessions open; 0: no limit"+perWorker),
 		handshakesPerIP: fs.Float64("max-handshakes-per-ip", 0,
-			"refuse with 429 a client address's new connections (upgrades and web alike) beyond RATE a second, in bursts of up to max(1, RATE); 0: no limit"+perWorker),
+			"refuse with 429 a client address's new connections (upgrades and web alike) beyond `RATE` a second, in bursts of up to max(1, RATE); 0: no limit"+perWorker),
 		requestHead: fs.Int("max-request-head", codec.MaxHeaderBytes,
-			fmt.Sprintf("answer 431 and close when a request head (request line and headers) exceeds BYTES, %d to %d", minRequestHead, maxRequestHead)),
+			fmt.Sprintf("answer 431 and close when a request head (request line and headers) exceeds `BYTES`, %d to %d", minRequestHead, maxRequestHead)),
 		frameSize: fs.Int64("max-frame-size", 0,
-			"close with 1009 (Hixie: close) a session whose client sends a data frame carrying more than BYTES; 0: no limit"),
+			"close with 1009 (Hixie: close) a session whose client sends a data frame carrying more than `BYTES`; 0: no limit"),
 	}
 }
 
