@@ -415,5 +415,8 @@ func printBanner(log *eventloop.Logger, cfg eventloop.Config, workers int, daemo
 	if workers > 1 {
 		log.Infof("  - %d worker processes sharing the port", workers)
 	}
+	if line := limitsBanner(cfg.Limits, workers); line != "" {
+		log.Infof("  - %s", line)
+	}
 	log.Flush() // the settings show at once, not with the first session's lines
 }

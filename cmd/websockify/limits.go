@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"math"
+	"strings"
 
 	"github.com/gowebsockify/websockify/codec"
 	"github.com/gowebsockify/websockify/limits"
@@ -62,4 +63,28 @@ func (f limitFlags) config() (limits.Config, error) {
 		MaxRequestHead:   *f.requestHead,
 		MaxFrameSize:     uint64(*f.frameSize),
 	}, nil
+}
+
+// limitsBanner is the start-up banner's line for the limits that are set
+// ("" for none; the request head cap only when not the default).
+func limitsBanner(c limits.Config, workers int) string {
+	var parts []string
+	add := func(on bool, format string, v any) {
+		if on {
+			parts = append(parts, fmt.Sprintf(format, v))
+		}
+	}
+	add(c.MaxSessions > 0, "max-sessions=%d", c.MaxSessions)
+	add(c.MaxSessionsPerIP > 0, "max-sessions-per-ip=%d", c.MaxSessionsPerIP)
+	add(c.HandshakesPerIP > 0, "max-handshakes-per-ip=%g", c.HandshakesPerIP)
+	add(c.MaxRequestHead != codec.MaxHeaderBytes && c.MaxRequestHead > 0, "max-request-head=%d", c.MaxRequestHead)
+	add(c.MaxFrameSize > 0, "max-frame-size=%d", c.MaxFrameSize)
+	if len(parts) == 0 {
+		return ""
+	}
+	per := ""
+	if workers > 1 {
+		per = " (each worker its own)"
+	}
+	return "Limits" + per + ": " + strings.Join(parts, ", ")
 }

@@ -39,3 +39,20 @@ func TestLimitFlags(t *testing.T) {
 		}
 	}
 }
+
+func TestLimitsBanner(t *testing.T) {
+	for _, tt := range []struct {
+		c       limits.Config
+		workers int
+		want    string
+	}{
+		{limits.Config{MaxRequestHead: 16384}, 1, ""},
+		{limits.Config{MaxSessions: 5, HandshakesPerIP: 0.5, MaxRequestHead: 16384}, 1, "Limits: max-sessions=5, max-handshakes-per-ip=0.5"},
+		{limits.Config{MaxSessionsPerIP: 3, MaxRequestHead: 4096, MaxFrameSize: 100}, 2,
+			"Limits (each worker its own): max-sessions-per-ip=3, max-request-head=4096, max-frame-size=100"},
+	} {
+		if got := limitsBanner(tt.c, tt.workers); got != tt.want {
+			t.Errorf("limitsBanner(%+v, %d) = %q, want %q", tt.c, tt.workers, got, tt.want)
+		}
+	}
+}
