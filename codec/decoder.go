@@ -25,6 +25,10 @@ func invalidData(reason string) *CloseError {
 	return &CloseError{Code: uint16(ws.StatusInvalidFramePayloadData), Reason: reason}
 }
 
+// errFrameTooBig ends a session whose client sent a data frame larger than
+// the cap (--max-frame-size): 1009, or for Hixie the close frame.
+var errFrameTooBig = &CloseError{Code: uint16(ws.StatusMessageTooBig), Reason: "Message too big"}
+
 // What the decoder expects next.
 const (
 	atHeader uint8 = iota // HyBi: a frame header; Hixie: a frame type byte
@@ -45,7 +49,8 @@ type Decoder struct {
 	inMessage bool      // a data message has started and not ended
 	maskPos   uint8     // payload bytes of the current frame so far, mod 4
 	mask      [4]byte
-	remain    uint64 // payload bytes of the current frame still to come
+	remain    uint64 // payload bytes of the current frame still to come (Hixie: so far)
+	maxFrame  uint64 // the most payload a data frame may carry; 0: no cap
 	b64       base64Stream
 }
 
@@ -193,6 +198,9 @@ func (d *Decoder) readHeader(p []byte) (int, error) {
 	default:
 		h.Length = int64(len7)
 	}
+	if d.maxFrame != 0 && !h.OpCode.IsControl() && uint64(h.Length) > d.maxFrame {
+		return 0, errFrameTooBig
+	}
 	copy(h.Mask[:], p[size:size+4])
 
 	d.op, d.fin, d.mask = h.OpCode, h.Fin, h.Mask
@@ -270,6 +278,7 @@ func (d *Decoder) feedHixie(in []byte, out Output) (n int, err error) {
 			switch in[n] {
 			case 0x00:
 				d.state = inData
+				d.remain = 0
 				n++
 				continue
 			case 0xFF:
@@ -288,6 +297,9 @@ func (d *Decoder) feedHixie(in []byte, out Output) (n int, err error) {
 		end := bytes.IndexByte(text, 0xFF)
 		if end >= 0 {
 			text = text[:end]
+		}
+		if d.remain += uint64(len(text)); d.maxFrame != 0 && d.remain > d.maxFrame {
+			return n, errFrameTooBig
 		}
 		if err := d.b64.decode(text, out); err != nil {
 			return n, err

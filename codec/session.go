@@ -43,6 +43,10 @@ type Session struct {
 
 	origin origin // where the client really is (realaddr.go)
 
+	handshook  bool   // a request head was complete: the Limiter counted the connection
+	admitted   bool   // the Limiter counts a session for admittedAs, until release
+	admittedAs string // the address the Limiter was asked about
+
 	req    *Request
 	target string   // where the session is proxied to, as logged
 	route  *routing // the upgrade waiting for its target (Routing)
@@ -90,6 +94,13 @@ type SessionConfig struct {
 	HealthPath  string
 	FirstByte   time.Duration // only for log lines; the owner keeps the time
 	RequestHead time.Duration
+
+	// Limiter, when set, admits each connection and session (limit.go).
+	// MaxRequestHead caps a request head (0: MaxHeaderBytes) and
+	// MaxFrame a client's data frame payload (0: no cap).
+	Limiter        Limiter
+	MaxRequestHead int
+	MaxFrame       uint64
 }
 
 // Phase is where a Session is in its life.
@@ -281,17 +292,20 @@ func (s *Session) TLSFailed(err error, out Peer) Step {
 }
 
 func (s *Session) readRequest(in []byte, out Peer) (int, Step) {
-	req, n, err := ParseRequest(in, MaxHeaderBytes)
+	req, n, err := ParseRequest(in, s.maxHead())
 	if err != nil {
-		return len(in), s.refuse(out, err)
+		return len(in), s.refuseHead(err, out)
 	}
 	if n == 0 {
 		return 0, Continue
 	}
 	s.keepIdle = false
 	s.forwardedFor(req, out)
-	if s.isHealthProbe(req) {
+	if s.isHealthProbe(req) { // before the limits: a balancer probes often
 		return len(in), s.answerHealthProbe(req, out)
+	}
+	if s.cfg.Limiter != nil && s.admit(req, out) {
+		return len(in), s.close()
 	}
 	if !req.IsWebSocket() {
 		if s.cfg.Web {
@@ -332,6 +346,7 @@ func (s *Session) upgrade(req *Request, hs Handshake, out Peer) Step {
 	out.ToClient(hs.Response)
 	s.logUpgrade(out, req, hs)
 	s.dec = NewDecoder(hs.Version, hs.Mode)
+	s.dec.maxFrame = s.cfg.MaxFrame
 	s.enc = Encoder{Version: hs.Version, Mode: hs.Mode}
 	s.upgraded = true
 	s.req = nil
@@ -629,6 +644,7 @@ func (s *Session) closeWithFrame(out Peer, code uint16, reason string, remote bo
 }
 
 func (s *Session) close() Step {
+	s.release()
 	s.phase = Closed
 	s.req = nil
 	s.route = nil

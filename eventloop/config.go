@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/gowebsockify/websockify/codec"
+	"github.com/gowebsockify/websockify/limits"
 	"github.com/gowebsockify/websockify/token"
 )
 
@@ -70,6 +71,10 @@ type Config struct {
 	// HealthPath, when set, is answered 200 OK for a load balancer's
 	// health checks (--health-path).
 	HealthPath string
+
+	// Limits refuses clients past --max-sessions and the like, and caps
+	// request heads and client frames.
+	Limits limits.Config
 
 	Verbose bool
 	Traffic io.Writer // per-frame traffic symbols; nil = off

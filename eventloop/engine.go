@@ -35,6 +35,7 @@ import (
 	"time"
 
 	"github.com/gowebsockify/websockify/codec"
+	"github.com/gowebsockify/websockify/limits"
 	"github.com/gowebsockify/websockify/record"
 	"github.com/gowebsockify/websockify/webserver"
 	"github.com/panjf2000/gnet/v2"
@@ -50,6 +51,8 @@ type server struct {
 	started    time.Time
 	web        *webserver.Server // nil without --web
 	drain      *drainPoller
+	limiter    *limits.Limiter // --max-sessions and the like (limits.go)
+	holdLimit  int             // client bytes held unused before reading stops
 
 	engineMu   sync.Mutex
 	engine     gnet.Engine
@@ -106,6 +109,7 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 	if cfg.TargetLabel != "" {
 		s.sessionCfg.Target = cfg.TargetLabel
 	}
+	s.setUpLimits()
 	if cfg.Tokens != nil {
 		s.sessionCfg.Tokens = cfg.TokenFrom
 		if s.sessionCfg.Tokens == codec.NoToken {
@@ -154,6 +158,7 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 	tickerDone := make(chan struct{})
 	defer close(tickerDone)
 	defer cfg.Log.Flush()
+	defer s.limiter.Stop() // the summary of a burst of refusals still open, before the flush
 	go s.runTicker(tickerDone)
 	go s.logStatusOnRequest(tickerDone)
 	opts := []gnet.Option{

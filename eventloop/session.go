@@ -573,7 +573,7 @@ func (s *session) clientWantsRead() bool {
 	case lingering:
 		return true
 	}
-	if s.m.Phase() == codec.Handshaking || c.heldLen() >= holdLimit || c.queued() >= replyLimit || c.yielding {
+	if s.m.Phase() == codec.Handshaking || c.heldLen() >= s.l.srv.holdLimit || c.queued() >= replyLimit || c.yielding {
 		return false
 	}
 	return t.c == nil || t.gone || t.stage != open || t.hasRoom(readChunk+tlsSlack)

@@ -204,6 +204,7 @@ func startProcessEnv(t testing.TB, args []string, ulimit int, env []string, netw
 		}
 	})
 
+	var firstAnswer time.Time
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
@@ -214,12 +215,54 @@ func startProcessEnv(t testing.TB, args []string, ulimit int, env []string, netw
 		c, err := net.DialTimeout(p.network, p.addr, 200*time.Millisecond)
 		if err == nil {
 			c.Close()
-			return p, nil
+			// Another process may have taken the port since freePort
+			// chose it: then this one fails to bind and exits, and the
+			// connection reached the other.
+			// A process whose listeners are its children's (--workers)
+			// counts once it has lived 300 ms past the first answer:
+			// a failed bind exits sooner.
+			if firstAnswer.IsZero() {
+				firstAnswer = time.Now()
+			}
+			if p.network != "tcp" || listensOn(p.pid(), port) || time.Since(firstAnswer) > 300*time.Millisecond {
+				return p, nil
+			}
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
 	p.kill()
 	return nil, fmt.Errorf("not accepting on %s after 10s; stderr: %s", p.addr, p.stderr.String())
+}
+
+// listensOn reports whether process pid holds a TCP socket listening on
+// port (any address): /proc/net/tcp{,6} name the listening sockets' inodes,
+// /proc/PID/fd the process's.
+func listensOn(pid, port int) bool {
+	own := map[string]bool{}
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	for _, fd := range fds {
+		link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
+		if err == nil && strings.HasPrefix(link, "socket:[") {
+			own[strings.TrimSuffix(strings.TrimPrefix(link, "socket:["), "]")] = true
+		}
+	}
+	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(table)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 || f[3] != "0A" { // 0A: LISTEN
+				continue
+			}
+			i := strings.LastIndexByte(f[1], ':')
+			if p, err := strconv.ParseUint(f[1][i+1:], 16, 16); err == nil && int(p) == port && own[f[9]] {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // start runs p.cmd with its output kept in p.stdout and p.stderr, and

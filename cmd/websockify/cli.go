@@ -78,6 +78,7 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	web := fs.String("web", "", "run webserver on same port, serve files from DIR")
 	fileOnly := fs.Bool("file-only", false, "use this to disable directory listings in the web server")
 	workers := fs.Int("workers", 1, "processes sharing the port with SO_REUSEPORT, each with its own event loops and open-file limit (not in the original)")
+	limitOpts := addLimitFlags(fs) // limits.go
 	showVersion := fs.Bool("version", false, "print the version and exit")
 	help := fs.BoolP("help", "h", false, "show this help message and exit")
 
@@ -232,6 +233,9 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	}
 	password, err := keyPassword(*keyPW, *keyPWFile)
 	if err != nil {
+		return opts, err
+	}
+	if cfg.Limits, err = limitOpts.config(); err != nil {
 		return opts, err
 	}
 	cfg.CertFile = absPath(*cert)
@@ -426,6 +430,9 @@ func printBanner(log *eventloop.Logger, cfg eventloop.Config, workers int, daemo
 	log.Infof("  - proxying from %s to %s", listen, target)
 	if workers > 1 {
 		log.Infof("  - %d worker processes sharing the port", workers)
+	}
+	if line := limitsBanner(cfg.Limits, workers); line != "" {
+		log.Infof("  - %s", line)
 	}
 	log.Flush() // the settings show at once, not with the first session's lines
 }
