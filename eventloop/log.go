@@ -26,7 +26,6 @@ import (
 // syscall for each cost more than a tenth of the proxy's set-up rate.
 type Logger struct {
 	verbose     bool
-	json        bool // --log-format json (logjson.go)
 	lastRefusal atomic.Int64 // unix nanos of the last open-file refusal line
 	lastDate    atomic.Pointer[stampedDate]
 
@@ -44,7 +43,8 @@ type Logger struct {
 	timerArmed  bool
 	flushTimer  *time.Timer // armed when a line is pending, so an idle proxy never wakes
 
-	// The writer's JSON batch buffers (--log-format json), reused.
+	// --log-format json (logjson.go), and the writer's JSON batch buffers.
+	json     bool
 	jsonBuf  []byte
 	jsonEnds []lineEnd
 

@@ -42,7 +42,8 @@ type options struct {
 	wrapMode   string   // exit, ignore or respawn
 	daemon     bool     // -D: detach
 	pidFile    string   // --pid-file
-	tls        tlsOptions // what SIGHUP rebuilds the TLS config from (reload.go)
+
+	tls tlsOptions // what SIGHUP rebuilds the TLS config from (reload.go)
 }
 
 // parseArgs turns the command line into options. Errors are usage errors
