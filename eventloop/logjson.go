@@ -12,8 +12,8 @@ package eventloop
 // starts with (absent on other lines), msg the rest of the text line, word
 // for word. Lines that carry values in a fixed shape get them as fields of
 // their own too (jsonFields): an HTTP request line its method, path,
-// protocol and status; a close line its close_code; the SIGUSR1 status line
-// its counters.
+// protocol and status; a dial its target; a close line its close_code;
+// the SIGUSR1 status line its counters.
 
 import (
 	"bytes"
@@ -183,6 +183,15 @@ func appendJSONFields(dst, msg []byte) []byte {
 	if n, ok := numberAfter(msg, ": Client closed connection (code "); ok {
 		dst = append(dst, `,"close_code":`...)
 		return append(dst, n...)
+	}
+	// "connecting to: HOST:PORT" and "connecting to unix socket: PATH",
+	// " (using SSL)" after either with --ssl-target.
+	for _, prefix := range []string{"connecting to: ", "connecting to unix socket: "} {
+		if rest, ok := bytes.CutPrefix(msg, []byte(prefix)); ok {
+			rest = bytes.TrimSuffix(rest, []byte(" (using SSL)"))
+			dst = append(dst, `,"target":`...)
+			return appendJSONString(dst, rest)
+		}
 	}
 	// "status: sessions=3 goroutines=20 fds=31 pid=1234" (SIGUSR1).
 	if rest, ok := bytes.CutPrefix(msg, []byte("status: ")); ok {

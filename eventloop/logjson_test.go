@@ -61,6 +61,8 @@ func TestJSONLogLines(t *testing.T) {
 	l.json = true
 	before := time.Now().UTC().Truncate(time.Millisecond)
 	l.Connf("192.0.2.1", `"GET /websockify?token=a%%22b HTTP/1.1" 101 -`)
+	l.Connf("192.0.2.1", "connecting to: [::1]:5900 (using SSL)")
+	l.Connf("192.0.2.1", "connecting to unix socket: /run/vnc.sock")
 	l.Connf("192.0.2.1", "192.0.2.1: Closing connection: 1000 Target closed")
 	l.Connf("2001:db8::1", "2001:db8::1: Client closed connection (code 1001)")
 	l.Connf("192.0.2.1", "192.0.2.1: code 403, message Forbidden")
@@ -74,6 +76,8 @@ func TestJSONLogLines(t *testing.T) {
 	want := []map[string]any{
 		{"level": "info", "client": "192.0.2.1", "msg": `"GET /websockify?token=a%22b HTTP/1.1" 101 -`,
 			"method": "GET", "path": "/websockify?token=a%22b", "protocol": "HTTP/1.1", "status": 101.0},
+		{"level": "info", "client": "192.0.2.1", "msg": "connecting to: [::1]:5900 (using SSL)", "target": "[::1]:5900"},
+		{"level": "info", "client": "192.0.2.1", "msg": "connecting to unix socket: /run/vnc.sock", "target": "/run/vnc.sock"},
 		{"level": "info", "client": "192.0.2.1", "msg": "192.0.2.1: Closing connection: 1000 Target closed", "close_code": 1000.0},
 		{"level": "info", "client": "2001:db8::1", "msg": "2001:db8::1: Client closed connection (code 1001)", "close_code": 1001.0},
 		{"level": "info", "client": "192.0.2.1", "msg": "192.0.2.1: code 403, message Forbidden", "status": 403.0},
