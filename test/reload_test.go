@@ -362,7 +362,10 @@ func TestShutdownTimeoutFlag(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			tg := shutdownTarget(t)
-			p := launchProxy(t, proxyConfig{Args: append(append([]string{}, tc.args...), tg.addr)})
+			// A race-detector build (WEBSOCKIFY_TEST_RACE) would otherwise
+			// sleep a second at exit, in each process.
+			env := []string{strings.TrimSpace("GORACE=" + os.Getenv("GORACE") + " atexit_sleep_ms=0")}
+			p := launchProxy(t, proxyConfig{Args: append(append([]string{}, tc.args...), tg.addr), Env: env})
 			c, err := dialWSE(p, modeBinary, nil)
 			if err != nil {
 				t.Fatal(err)
