@@ -268,6 +268,62 @@ func TestReloadKeyPasswordFile(t *testing.T) {
 	stillEcho(t, sessions, 201, "still here")
 }
 
+// issueClient returns a client certificate signed by ca.
+func (ca *reloadCA) issueClient(t *testing.T, serial int64, cn string) tls.Certificate {
+	key := newKey(t)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(serial),
+		Subject:      pkix.Name{CommonName: cn},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(24 * time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
+	}
+	return tls.Certificate{Certificate: [][]byte{mustCert(t, tmpl, ca.cert, &key.PublicKey, ca.key)}, PrivateKey: key}
+}
+
+// --verify-client: SIGHUP reads --cafile again, so clients of a new CA get
+// in and those of the old one no longer do; sessions already open stay.
+func TestReloadClientCAs(t *testing.T) {
+	t.Parallel()
+	server, oldCA, newCA := newReloadCA(t), newReloadCA(t), newReloadCA(t)
+	dir := t.TempDir()
+	certPath, keyPath, caPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem"), filepath.Join(dir, "ca.pem")
+	cert, key := server.issue(t, 401, "server")
+	writeAtomically(t, certPath, cert)
+	writeAtomically(t, keyPath, pemBlock("EC PRIVATE KEY", mustMarshalEC(t, key)))
+	writeAtomically(t, caPath, pemBlock("CERTIFICATE", oldCA.cert.Raw))
+	echo := startEcho(t)
+	p := startProxy(t, echo.addr, "--cert", certPath, "--key", keyPath, "--verify-client", "--cafile", caPath)
+	withCert := func(c tls.Certificate) *tls.Config {
+		cfg := server.client()
+		cfg.Certificates = []tls.Certificate{c}
+		return cfg
+	}
+	oldClient, newClient := withCert(oldCA.issueClient(t, 402, "old")), withCert(newCA.issueClient(t, 403, "new"))
+	sessions := openWSS(t, p, oldClient, 2)
+	if _, err := dialWSS(p, newClient, modeBinary); err == nil {
+		t.Fatal("a client of the new CA got in before the reload")
+	}
+
+	writeAtomically(t, caPath, pemBlock("CERTIFICATE", newCA.cert.Raw))
+	hup(t, p)
+	if !waitLog(p, "SIGHUP: reloaded the CAs client certificates must chain to, from "+caPath, 5*time.Second) {
+		t.Fatalf("no reload line:\n%s", p.stderr.String())
+	}
+	c, err := dialWSS(p, newClient, modeBinary)
+	if err != nil {
+		t.Fatalf("a client of the new CA after the reload: %v", err)
+	}
+	defer c.conn.Close()
+	mustEcho(t, c, []byte("new CA"))
+	if c, err := dialWSS(p, oldClient, modeBinary); err == nil {
+		c.conn.Close()
+		t.Error("a client of the old CA still gets in after the reload")
+	}
+	stillEcho(t, sessions, 401, "old client, open before the reload")
+}
+
 // --workers 2: SIGHUP to the parent reaches both workers, each swaps its
 // certificate, and every new handshake, whichever worker takes it, presents
 // the new one.
