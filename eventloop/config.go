@@ -54,6 +54,9 @@ type Config struct {
 	IdleTimeout time.Duration // exit after this long with no session; 0 = never
 	Timeout     time.Duration // stop accepting after this long, exit when the last session ends; 0 = never
 	RunOnce     bool          // exit after the first upgraded session ends
+	// ShutdownTimeout is how long SIGTERM waits, in all, for sessions to
+	// close after telling them 1001 (--shutdown-timeout); 0 stops at once.
+	ShutdownTimeout time.Duration
 
 	// TLS, when set, serves clients whose first byte is a TLS hello; nil
 	// closes them. CertFile only names the certificate in the log line of
@@ -114,9 +117,8 @@ const (
 	flushTimeout  = 10 * time.Second
 	lingerTimeout = 2 * time.Second
 
-	// On SIGTERM every session is told 1001 and given this long, in all,
-	// to close before the process exits.
-	shutdownTimeout = 5 * time.Second
+	// DefaultShutdownTimeout is --shutdown-timeout's default.
+	DefaultShutdownTimeout = 5 * time.Second
 
 	tickPeriod = 100 * time.Millisecond // how often --timeout and --idle-timeout are checked
 )

@@ -232,7 +232,7 @@ func (s *server) logStatusOnRequest(done <-chan struct{}) {
 
 // shutdown stops the proxy from any goroutine but a loop's: new clients are
 // refused, every session is told 1001 "Going away" and given
-// shutdownTimeout to close, then the engine stops. Before the engine has
+// cfg.ShutdownTimeout to close, then the engine stops. Before the engine has
 // booted, OnBoot sees the flag and stops it instead.
 func (s *server) shutdown(why string) {
 	if s.stopping.Swap(true) {
@@ -248,12 +248,24 @@ func (s *server) shutdown(why string) {
 }
 
 func (s *server) drainAndStop() {
-	deadline := time.Now().Add(shutdownTimeout)
+	deadline := time.Now().Add(s.cfg.ShutdownTimeout)
+	var passes sync.WaitGroup
 	s.loopsMu.Lock()
 	for el, l := range s.loops {
-		_ = el.Execute(context.Background(), shutdownPass{l})
+		passes.Add(1)
+		if el.Execute(context.Background(), shutdownPass{l, &passes}) != nil {
+			passes.Done()
+		}
 	}
 	s.loopsMu.Unlock()
+	// Even with no time to drain, every session is told 1001 first (a
+	// loop gets a second for that, should it be stuck).
+	told := make(chan struct{})
+	go func() { passes.Wait(); close(told) }()
+	select {
+	case <-told:
+	case <-time.After(max(time.Until(deadline), time.Second)):
+	}
 	for s.sessions.Load() > 0 && time.Now().Before(deadline) {
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -271,9 +283,13 @@ func (s *server) drainAndStop() {
 }
 
 // shutdownPass tells every session of a loop that the proxy stops.
-type shutdownPass struct{ l *loop }
+type shutdownPass struct {
+	l    *loop
+	done *sync.WaitGroup
+}
 
 func (p shutdownPass) Run(context.Context) error {
+	defer p.done.Done()
 	for s := p.l.sessions.head; s != nil; {
 		next := s.next // s may leave the list
 		s.shutdown()

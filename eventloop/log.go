@@ -43,6 +43,11 @@ type Logger struct {
 	timerArmed  bool
 	flushTimer  *time.Timer // armed when a line is pending, so an idle proxy never wakes
 
+	// --log-format json (logjson.go), and the writer's JSON batch buffers.
+	json     bool
+	jsonBuf  []byte
+	jsonEnds []lineEnd
+
 	// The sinks; nil file and syslog when not configured or closed.
 	primary io.Writer
 	file    *logsink.File
@@ -50,9 +55,14 @@ type Logger struct {
 }
 
 // lineEnd marks the end of one logged line (its "\n" included) in a batch.
+// For --log-format json it also says when the line was logged (unix
+// nanoseconds) and where its client address and message are in the line.
 type lineEnd struct {
-	end      int
-	severity logsink.Severity
+	end       int
+	severity  logsink.Severity
+	at        int64
+	clientLen int32 // the line starts with a client address this long
+	msgStart  int32 // the message starts here (after "ADDR - - [DATE] ")
 }
 
 const (
@@ -79,6 +89,7 @@ type LogConfig struct {
 	Syslog       string    // --syslog: a unix socket path or a UDP host:port; "" for none
 	LegacySyslog bool      // --legacy-syslog: RFC 3164-style headers
 	Daemon       bool      // --daemon: syslog facility daemon instead of user
+	Format       LogFormat // --log-format: text (the original's) or json
 }
 
 // NewLogger logs to w only; verbose enables debug lines.
@@ -98,6 +109,7 @@ func OpenLogger(cfg LogConfig) (*Logger, error) {
 		primary = os.Stderr
 	}
 	l := NewLogger(primary, cfg.Verbose)
+	l.json = cfg.Format == FormatJSON
 	if cfg.File != "" {
 		f, err := logsink.OpenFile(cfg.File)
 		if err != nil {
@@ -193,7 +205,7 @@ var lineBufs = sync.Pool{New: func() any { b := make([]byte, 0, 256); return &b 
 func (l *Logger) logf(severity logsink.Severity, format string, args []any) {
 	bp := lineBufs.Get().(*[]byte)
 	line := fmt.Appendf((*bp)[:0], format, args...)
-	l.put(severity, append(line, '\n'))
+	l.put(severity, append(line, '\n'), 0, 0)
 	recycle(bp, line)
 }
 
@@ -203,8 +215,9 @@ func (l *Logger) connf(severity logsink.Severity, addr, format string, args []an
 	line = append(line, " - - ["...)
 	line = append(line, l.date()...)
 	line = append(line, "] "...)
+	msgStart := len(line)
 	line = fmt.Appendf(line, format, args...)
-	l.put(severity, append(line, '\n'))
+	l.put(severity, append(line, '\n'), len(addr), msgStart)
 	recycle(bp, line)
 }
 
@@ -215,8 +228,13 @@ func recycle(bp *[]byte, line []byte) {
 	}
 }
 
-// put appends one line to pending, or drops it if pending is full.
-func (l *Logger) put(severity logsink.Severity, line []byte) {
+// put appends one line to pending, or drops it if pending is full. A
+// client's line says where its address and message are, for JSON.
+func (l *Logger) put(severity logsink.Severity, line []byte, clientLen, msgStart int) {
+	var at int64
+	if l.json {
+		at = time.Now().UnixNano()
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if len(l.pending)+len(line) > maxPending {
@@ -228,7 +246,7 @@ func (l *Logger) put(severity logsink.Severity, line []byte) {
 		return
 	}
 	l.pending = append(l.pending, line...)
-	l.pendingEnds = append(l.pendingEnds, lineEnd{len(l.pending), severity})
+	l.pendingEnds = append(l.pendingEnds, lineEnd{end: len(l.pending), severity: severity, at: at, clientLen: int32(clientLen), msgStart: int32(msgStart)})
 	l.logged += uint64(len(line))
 	switch {
 	case l.writing: // it looks at pending again when it is done
@@ -290,7 +308,7 @@ func (l *Logger) writeOut() {
 		if l.dropped > 0 {
 			report := fmt.Appendf(nil, "websockify: %d log lines dropped: log output too slow\n", l.dropped)
 			batch = append(batch, report...)
-			ends = append(ends, lineEnd{len(batch), logsink.SeverityWarning})
+			ends = append(ends, lineEnd{end: len(batch), severity: logsink.SeverityWarning})
 			l.logged += uint64(len(report))
 			l.dropped = 0
 		}
@@ -298,12 +316,16 @@ func (l *Logger) writeOut() {
 		primary, file, syslog := l.primary, l.file, l.syslog
 		l.mu.Unlock()
 
-		writeLines(primary, batch, ends)
+		out, outEnds := batch, ends
+		if l.json {
+			out, outEnds = l.jsonLines(batch, ends)
+		}
+		writeLines(primary, out, outEnds)
 		if file != nil {
-			writeLines(file, batch, ends)
+			writeLines(file, out, outEnds)
 		}
 		if syslog != nil {
-			sendLines(syslog, batch, ends)
+			sendLines(syslog, out, outEnds)
 		}
 
 		l.mu.Lock()

@@ -70,11 +70,17 @@ type workerExit struct {
 	err error
 }
 
-// Supervise runs n workers until SIGTERM or SIGINT stops them. Once all
-// are listening, soleListeners is given their PIDs and fails when another
-// process shares their port. It returns an error when the workers cannot
-// start, the port is not theirs alone, or a replaced worker keeps dying.
-func Supervise(n int, log Logger, soleListeners func(pids []int) error) error {
+// workerStopGrace is how long past its drain time (--shutdown-timeout) a
+// worker told to stop may take to exit before it is killed.
+const workerStopGrace = 5 * time.Second
+
+// Supervise runs n workers until SIGTERM or SIGINT stops them; each is then
+// given drain (its --shutdown-timeout) and workerStopGrace to exit before it
+// is killed. Once all are listening, soleListeners is given their PIDs and
+// fails when another process shares their port. It returns an error when
+// the workers cannot start, the port is not theirs alone, or a replaced
+// worker keeps dying.
+func Supervise(n int, drain time.Duration, log Logger, soleListeners func(pids []int) error) error {
 	sigs := make(chan os.Signal, 4)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGUSR1, syscall.SIGHUP)
 	exits := make(chan workerExit, n)
@@ -153,7 +159,18 @@ func Supervise(n int, log Logger, soleListeners func(pids []int) error) error {
 			log.Infof("Got %v, shutting down %d workers", sig, live)
 			log.Flush()
 			stopAll(syscall.SIGTERM)
-			waitAll()
+			killAt := time.After(drain + workerStopGrace)
+			for live > 0 {
+				select {
+				case ex := <-exits:
+					running[ex.w.slot] = nil
+					live--
+				case <-killAt:
+					log.Infof("%d workers still running %v after the signal: killing them", live, drain+workerStopGrace)
+					stopAll(syscall.SIGKILL)
+					waitAll()
+				}
+			}
 			return nil
 		case ex := <-exits:
 			running[ex.w.slot] = nil

@@ -42,6 +42,8 @@ type options struct {
 	wrapMode   string   // exit, ignore or respawn
 	daemon     bool     // -D: detach
 	pidFile    string   // --pid-file
+
+	tls tlsOptions // what SIGHUP rebuilds the TLS config from (reload.go)
 }
 
 // parseArgs turns the command line into options. Errors are usage errors
@@ -96,6 +98,8 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	logFile := fs.String("log-file", "", "file where logs will be saved (appended to; reopened on SIGHUP)")
 	syslogDest := fs.String("syslog", "", "log to syslog server: a local socket such as /dev/log, or a UDP host:port pair")
 	legacySyslog := fs.Bool("legacy-syslog", false, "use the old syslog protocol instead of RFC 5424 (RFC 3164)")
+	logFormat := fs.String("log-format", "text", "log lines as text (the original's) or json (one object per line; not in the original)")
+	shutdownTimeout := fs.Float64("shutdown-timeout", eventloop.DefaultShutdownTimeout.Seconds(), "seconds SIGTERM or SIGINT waits for sessions to close after telling them 1001; 0 stops at once (not in the original)")
 
 	daemon := fs.BoolP("daemon", "D", false, "become a daemon (background process)")
 	pidFile := fs.String("pid-file", "", "write the process id to FILE once listening; removed on exit (not in the original)")
@@ -239,11 +243,13 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 		return opts, err
 	}
 	cfg.CertFile = absPath(*cert)
-	cfg.TLS, err = buildServerTLS(tlsOptions{
+	opts.tls = tlsOptions{
 		cert: cfg.CertFile, key: absPath(*key), certGiven: fs.Changed("cert"), password: password,
+		passwordFlag: *keyPW, passwordFile: absPath(*keyPWFile),
 		sslOnly: *sslOnly, verifyClient: *verifyClient, cafile: absPath(*cafile),
 		version: *sslVersion, ciphers: *sslCiphers,
-	})
+	}
+	cfg.TLS, err = buildServerTLS(opts.tls)
 	if err != nil {
 		return opts, err
 	}
@@ -305,6 +311,13 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	if *traffic {
 		cfg.Traffic = os.Stdout
 	}
+	format, ok := eventloop.ParseLogFormat(*logFormat)
+	if !ok {
+		return opts, fmt.Errorf("invalid --log-format %q: want text or json", *logFormat)
+	}
+	if cfg.ShutdownTimeout, err = parseShutdownTimeout(*shutdownTimeout); err != nil {
+		return opts, err
+	}
 
 	// Last, once every option is known good: the log opens its file and
 	// syslog socket, and carries the warnings.
@@ -314,7 +327,7 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	}
 	cfg.Log, err = eventloop.OpenLogger(eventloop.LogConfig{
 		Verbose: *verbose, Stderr: os.Stderr, Daemon: *daemon,
-		File: absPath(*logFile), Syslog: syslogTo, LegacySyslog: *legacySyslog,
+		File: absPath(*logFile), Syslog: syslogTo, LegacySyslog: *legacySyslog, Format: format,
 	})
 	if err != nil {
 		return opts, err

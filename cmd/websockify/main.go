@@ -54,6 +54,9 @@ func main() {
 	}
 	p := &process{opts: opts, cfg: opts.Config, daemonReady: daemonReady, isDaemon: isDaemon, stop: make(chan struct{})}
 	p.progStatus.Store(-1)
+	if p.cfg.TLS != nil {
+		p.certs, p.cfg.TLS = serveTLS(p.cfg.TLS, opts.tls) // swapped by SIGHUP (reload.go)
+	}
 	if opts.tokenPlugin != "" {
 		p.cfg.Tokens, err = token.New(opts.tokenPlugin, opts.tokenSource, func(msg string) { p.cfg.Log.Infof("%s", msg) })
 		if err != nil {
@@ -110,6 +113,8 @@ type process struct {
 	prog       *wrap.Program // the wrapped program, when this process runs it
 	progStatus atomic.Int32  // its exit status in exit mode, -1 until then
 	wrapped    string        // its name in the banner
+
+	certs *servedTLS // the served certificate, reloaded on SIGHUP; nil without TLS
 
 	stop     chan struct{} // closed to stop serving
 	stopOnce sync.Once
@@ -197,7 +202,7 @@ func (p *process) superviseWorkers() int {
 	}
 	err := eventloop.CheckAddressFree(cfg)
 	if err == nil {
-		err = workers.Supervise(p.opts.workers, cfg.Log, func(pids []int) error {
+		err = workers.Supervise(p.opts.workers, cfg.ShutdownTimeout, cfg.Log, func(pids []int) error {
 			if err := eventloop.CheckSoleListeners(cfg.ListenAddr, pids...); err != nil {
 				return err
 			}
@@ -246,7 +251,8 @@ func (p *process) serve() int {
 		cfg.Log.Infof("Got %v, shutting down", sig)
 		p.stopServing()
 	}()
-	// SIGHUP reopens --log-file, so logrotate can move it away.
+	// SIGHUP reopens --log-file, so logrotate can move it away, then
+	// reloads certificates and token files (reload.go).
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	go func() {
@@ -254,6 +260,7 @@ func (p *process) serve() int {
 			if err := cfg.Log.Reopen(); err != nil {
 				cfg.Log.Infof("reopening the log file: %v", err)
 			}
+			p.reloadOnHUP(cfg.Log)
 		}
 	}()
 	status := make(chan os.Signal, 1)

@@ -16,6 +16,8 @@ type tlsOptions struct {
 	cert, key        string
 	certGiven        bool // --cert was on the command line (else the default self.pem)
 	password         string
+	passwordFlag     string // --key-password and --key-password-file as given,
+	passwordFile     string // for SIGHUP to read the password again
 	sslOnly          bool
 	verifyClient     bool
 	cafile           string
