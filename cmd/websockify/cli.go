@@ -99,8 +99,12 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	inetd := fs.Bool("inetd", false, "inetd mode: the listening socket is inherited on fd 0 (no listen address)")
 	wrapMode := fs.String("wrap-mode", "exit", "action when the wrapped program exits: exit, ignore, respawn")
 
+	docs := addDocFlags(fs) // hidden: the build's man page and completions (docflags.go)
 	if err := fs.Parse(args); err != nil {
 		return opts, err
+	}
+	if docs.requested() {
+		return opts, docs.write(fs, out)
 	}
 	if *help {
 		fmt.Fprintf(out, "%s\nOptions:\n%s", usageLines, fs.FlagUsages())
