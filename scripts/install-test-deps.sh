@@ -28,6 +28,15 @@ command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 # test/service_test.go: systemd's own socket activation tool.
 [ -x /usr/bin/systemd-socket-activate ] || need_apt+=(systemd)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# test/install_test.go: the installed man page read by man, the completions
+# run by bash (and bash-completion's loader) and zsh, and the systemd units
+# run by systemd booted in namespaces (unshare, nsenter).
+[ -x /usr/bin/man ] || need_apt+=(man-db)
+[ -x /usr/bin/groff ] || need_apt+=(groff-base)
+[ -x /usr/bin/zsh ] || need_apt+=(zsh)
+[ -f /usr/share/bash-completion/bash_completion ] || need_apt+=(bash-completion)
+[ -x /usr/bin/unshare ] && [ -x /usr/bin/nsenter ] || need_apt+=(util-linux)
+[ -x /lib/systemd/systemd ] || need_apt+=(systemd)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	echo "installing: ${need_apt[*]}"
