@@ -37,6 +37,7 @@ command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 [ -f /usr/share/bash-completion/bash_completion ] || need_apt+=(bash-completion)
 [ -x /usr/bin/unshare ] && [ -x /usr/bin/nsenter ] || need_apt+=(util-linux)
 [ -x /lib/systemd/systemd ] || need_apt+=(systemd)
+getent group ssl-cert >/dev/null || need_apt+=(ssl-cert) # the group of /etc/ssl/private's keys
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	echo "installing: ${need_apt[*]}"

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -378,9 +379,9 @@ func bootSystemd(t *testing.T, root, pkg, etc string) *bootedSystemd {
 		t.Fatal(err)
 	}
 	// systemd is unshare's child.
-	for deadline := time.Now().Add(10 * time.Second); s.pid == 0; time.Sleep(20 * time.Millisecond) {
+	for deadline := time.Now().Add(60 * time.Second); s.pid == 0; time.Sleep(20 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("no systemd under unshare after 10s:\n%s", s.out.String())
+			t.Fatalf("no systemd under unshare after 60s:\n%s", s.out.String())
 		}
 		children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", s.cmd.Process.Pid, s.cmd.Process.Pid))
 		if f := strings.Fields(string(children)); len(f) > 0 {
@@ -390,9 +391,9 @@ func bootSystemd(t *testing.T, root, pkg, etc string) *bootedSystemd {
 		}
 	}
 	var state string
-	for deadline := time.Now().Add(60 * time.Second); state != "running"; time.Sleep(100 * time.Millisecond) {
+	for deadline := time.Now().Add(120 * time.Second); state != "running"; time.Sleep(100 * time.Millisecond) {
 		if time.Now().After(deadline) {
-			t.Fatalf("systemd is %q after 60s:\n%s", state, s.out.String())
+			t.Fatalf("systemd is %q after 120s:\n%s", state, s.out.String())
 		}
 		state, _ = s.run("systemctl", "is-system-running")
 	}
@@ -528,9 +529,51 @@ func testInstalledUnits(t *testing.T, root, pkg string) {
 	writeFile(t, filepath.Join(etc, "websockify", instance+".conf"),
 		"# the test's instance\nOPTIONS=--web /usr/share/websockify/www --heartbeat 30\nTARGET="+target.addr+"\n")
 
+	// A second instance serves TLS with a key readable by root and group
+	// ssl-cert only (Debian's convention for /etc/ssl/private), which the
+	// dynamic user is given by a drop-in, as the unit's comment says.
+	sslCert, err := user.LookupGroup("ssl-cert")
+	if err != nil {
+		t.Fatalf("group ssl-cert: %v: `make test` installs it (Debian package ssl-cert, via scripts/install-test-deps.sh)", err)
+	}
+	gid, _ := strconv.Atoi(sslCert.Gid)
+	pki := newPKI(t)
+	tlsPort := freePort(t, "127.0.0.1")
+	tlsInstance := "127.0.0.1:" + strconv.Itoa(tlsPort)
+	bundle, _ := os.ReadFile(pki.bundleFile)
+	private := filepath.Join(etc, "ssl", "private")
+	if err := os.MkdirAll(private, 0o710); err != nil {
+		t.Fatal(err)
+	}
+	key := writePEM(t, private, "websockify-test.pem", bundle)
+	// What is laid over /etc keeps its modes: the top (t.TempDir's 0700)
+	// and ssl/ as the machine has them, private/ and the key Debian's way.
+	for _, dir := range []string{etc, filepath.Join(etc, "ssl")} {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for path, mode := range map[string]os.FileMode{private: 0o710, key: 0o640} {
+		if err := os.Chown(path, 0, gid); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(path, mode); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeFile(t, filepath.Join(etc, "websockify", tlsInstance+".conf"),
+		"OPTIONS=--cert /etc/ssl/private/websockify-test.pem --ssl-only\nTARGET="+target.addr+"\n")
+	dropIn := filepath.Join(etc, "systemd", "system", "websockify@"+tlsInstance+".service.d")
+	if err := os.MkdirAll(dropIn, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dropIn, "tls.conf"), "[Service]\nSupplementaryGroups=ssl-cert\n")
+
 	sd := bootSystemd(t, root, pkg, etc)
 	socket, service := "websockify@"+instance+".socket", "websockify@"+instance+".service"
-	sd.must("systemctl", "start", "systemd-journald.socket", socket)
+	sd.must("systemctl", "start", "systemd-journald.socket")
+	sd.must("systemd-analyze", "set-log-target", "journal") // systemd's own messages too
+	sd.must("systemctl", "start", socket)
 	if got := sd.property(socket, "ActiveState"); got != "active" {
 		t.Fatalf("%s is %s", socket, got)
 	}
@@ -543,7 +586,7 @@ func testInstalledUnits(t *testing.T, root, pkg string) {
 	p := &proxy{t: t, network: "tcp", addr: instance, port: port}
 	c := dialWS(t, p, modeBinary)
 	mustEcho(t, c, []byte("through systemd's socket"))
-	if !sd.waitProperty(service, "ActiveState", "active", 10*time.Second) {
+	if !sd.waitProperty(service, "ActiveState", "active", 60*time.Second) {
 		t.Fatalf("%s is %s, not active", service, sd.property(service, "ActiveState"))
 	}
 	if got := sd.property(service, "Type"); got != "notify" {
@@ -588,7 +631,7 @@ func testInstalledUnits(t *testing.T, root, pkg string) {
 	mustEcho(t, c, []byte("after reload"))
 	// SIGUSR1 logs a status line to the journal.
 	sd.must("systemctl", "kill", "--kill-whom=main", "--signal=SIGUSR1", service)
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(30 * time.Second)
 	for !strings.Contains(journal, "status: sessions=1") {
 		if time.Now().After(deadline) {
 			t.Fatalf("no status line in the journal after SIGUSR1:\n%s", journal)
@@ -599,7 +642,7 @@ func testInstalledUnits(t *testing.T, root, pkg string) {
 
 	// Stop: the session is closed with 1001, the process exits cleanly.
 	sd.must("systemctl", "stop", service)
-	_ = c.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_ = c.conn.SetReadDeadline(time.Now().Add(30 * time.Second))
 	if code, _, _, err := c.expectClose(); err != nil || code != 1001 {
 		t.Errorf("on stop the session got close code %d (%v), want 1001", code, err)
 	}
@@ -614,10 +657,21 @@ func testInstalledUnits(t *testing.T, root, pkg string) {
 	// The socket kept the port: the next client starts it again.
 	c2 := dialWS(t, p, modeBinary)
 	mustEcho(t, c2, []byte("started again"))
-	if !sd.waitProperty(service, "ActiveState", "active", 10*time.Second) {
+	if !sd.waitProperty(service, "ActiveState", "active", 60*time.Second) {
 		t.Fatalf("%s is %s after the second client", service, sd.property(service, "ActiveState"))
 	}
 	if got := sd.property(service, "MainPID"); got == mainPID || got == "0" {
 		t.Errorf("MainPID %s after the restart, was %s", got, mainPID)
 	}
+
+	// The TLS instance: wss through the credential.
+	sd.must("systemctl", "start", "websockify@"+tlsInstance+".socket")
+	tp := &proxy{t: t, network: "tcp", addr: tlsInstance, port: tlsPort}
+	wc, err := dialWSS(tp, pki.clientTLS(nil), modeBinary)
+	if err != nil {
+		journal, _ := sd.run("journalctl", "--no-pager", "-u", "websockify@"+tlsInstance+".service")
+		t.Fatalf("wss to the TLS instance: %v\n%s", err, journal)
+	}
+	defer wc.conn.Close()
+	mustEcho(t, wc, []byte("over TLS, the key read through group ssl-cert"))
 }

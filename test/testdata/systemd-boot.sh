@@ -34,13 +34,13 @@ for dir in /etc/systemd/system /lib/systemd/system /usr/lib/systemd/system; do
 		for dep in "$dir/$target.target.wants"/* "$dir/$target.target.requires"/*; do
 			[ -e "$dep" ] || [ -L "$dep" ] || continue
 			case ${dep##*/} in systemd-journald*) continue ;; esac
-			ln -sfn /dev/null "/run/systemd/system/${dep##*/}"
+			: >"/run/systemd/system/${dep##*/}" # an empty unit file is masked
 		done
 	done
 done
 for unit in local-fs.target local-fs-pre.target swap.target cryptsetup.target veritysetup.target \
 	integritysetup.target remote-fs.target timers.target paths.target; do
-	ln -sfn /dev/null "/run/systemd/system/$unit"
+	: >"/run/systemd/system/$unit"
 done
 mount -t tmpfs -o mode=755 tmpfs /var
 mkdir -p /var/tmp /var/lib /var/log /var/cache
