@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -100,7 +101,7 @@ func testInstalledFiles(t *testing.T, usr string) {
 func testInstalledWrapAndWeb(t *testing.T, root, usr string) {
 	requireSocat(t)
 	cache := t.TempDir()
-	port := freePort(t, "127.0.0.1")
+	port := quietPort(t)
 	listen := "127.0.0.1:" + strconv.Itoa(port)
 	www := filepath.Join(usr, "share/websockify/www")
 	cmd := exec.Command(filepath.Join(usr, "bin/websockify"), "--web", www, listen,
@@ -113,16 +114,22 @@ func testInstalledWrapAndWeb(t *testing.T, root, usr string) {
 
 	// socat, started by websockify, has the installed rebind.so mapped.
 	want := filepath.Join(usr, "lib/websockify/rebind.so")
-	children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", p.pid(), p.pid()))
+	// Children are listed by the thread that started them.
+	var children []string
+	tasks, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", p.pid()))
+	for _, task := range tasks {
+		b, _ := os.ReadFile(task)
+		children = append(children, strings.Fields(string(b))...)
+	}
 	mapped := false
-	for _, child := range strings.Fields(string(children)) {
+	for _, child := range children {
 		maps, _ := os.ReadFile("/proc/" + child + "/maps")
 		if bytes.Contains(maps, []byte(want)) {
 			mapped = true
 		}
 	}
 	if !mapped {
-		t.Errorf("no child of websockify (%s) has %s mapped", strings.TrimSpace(string(children)), want)
+		t.Errorf("no child of websockify (%v) has %s mapped", children, want)
 	}
 	if entries, _ := os.ReadDir(cache); len(entries) > 0 {
 		t.Errorf("the cache directory is not empty (rebind.so was built, not found): %v", entries)
@@ -136,6 +143,40 @@ func testInstalledWrapAndWeb(t *testing.T, root, usr string) {
 	if got != string(src) {
 		t.Errorf("GET /websock.js: %d bytes, not web/websock.js's %d", len(got), len(src))
 	}
+}
+
+// quietPort returns a free TCP port on 127.0.0.1 below the kernel's
+// ephemeral range, so that no outgoing connection on this busy machine can
+// take it in the seconds before systemd (or a wrapped program) binds it,
+// as one can with freePort's. It is marked used for freePort too.
+func quietPort(t *testing.T) int {
+	t.Helper()
+	low := 32768
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			low, _ = strconv.Atoi(f[0])
+		}
+	}
+	const first = 10000
+	if low <= first+100 {
+		return freePort(t, "127.0.0.1")
+	}
+	for range 200 {
+		port := first + rand.IntN(low-first)
+		portMu.Lock()
+		used := usedPorts[port]
+		usedPorts[port] = true
+		portMu.Unlock()
+		if used {
+			continue
+		}
+		if l, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(port)); err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("quietPort: no free port below the ephemeral range")
+	return 0
 }
 
 // startCommand starts cmd as the proxy under test and waits until listen
@@ -520,7 +561,7 @@ func unitFileLimit() int {
 // the socket starts it again for the next client.
 func testInstalledUnits(t *testing.T, root, pkg string) {
 	target := startEcho(t)
-	port := freePort(t, "127.0.0.1")
+	port := quietPort(t)
 	instance := "127.0.0.1:" + strconv.Itoa(port)
 	etc := t.TempDir()
 	if err := os.Mkdir(filepath.Join(etc, "websockify"), 0o755); err != nil {
@@ -538,7 +579,7 @@ func testInstalledUnits(t *testing.T, root, pkg string) {
 	}
 	gid, _ := strconv.Atoi(sslCert.Gid)
 	pki := newPKI(t)
-	tlsPort := freePort(t, "127.0.0.1")
+	tlsPort := quietPort(t)
 	tlsInstance := "127.0.0.1:" + strconv.Itoa(tlsPort)
 	bundle, _ := os.ReadFile(pki.bundleFile)
 	private := filepath.Join(etc, "ssl", "private")
@@ -573,7 +614,10 @@ func testInstalledUnits(t *testing.T, root, pkg string) {
 	socket, service := "websockify@"+instance+".socket", "websockify@"+instance+".service"
 	sd.must("systemctl", "start", "systemd-journald.socket")
 	sd.must("systemd-analyze", "set-log-target", "journal") // systemd's own messages too
-	sd.must("systemctl", "start", socket)
+	if out, err := sd.run("systemctl", "start", socket); err != nil {
+		status, _ := sd.run("systemctl", "status", "--no-pager", "-l", socket)
+		t.Fatalf("systemctl start %s: %v\n%s\n%s", socket, err, out, status)
+	}
 	if got := sd.property(socket, "ActiveState"); got != "active" {
 		t.Fatalf("%s is %s", socket, got)
 	}
