@@ -30,6 +30,16 @@ command -v cc >/dev/null 2>&1 || need_apt+=(gcc)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 # test/realaddr_test.go: haproxy in front, sending PROXY headers and X-Forwarded-For.
 [ -x /usr/sbin/haproxy ] || need_apt+=(haproxy)
+# test/install_test.go: the installed man page read by man, the completions
+# run by bash (and bash-completion's loader) and zsh, and the systemd units
+# run by systemd booted in namespaces (unshare, nsenter).
+[ -x /usr/bin/man ] || need_apt+=(man-db)
+[ -x /usr/bin/groff ] || need_apt+=(groff-base)
+[ -x /usr/bin/zsh ] || need_apt+=(zsh)
+[ -f /usr/share/bash-completion/bash_completion ] || need_apt+=(bash-completion)
+[ -x /usr/bin/unshare ] && [ -x /usr/bin/nsenter ] || need_apt+=(util-linux)
+[ -x /lib/systemd/systemd ] || need_apt+=(systemd)
+getent group ssl-cert >/dev/null || need_apt+=(ssl-cert) # the group of /etc/ssl/private's keys
 
 if [ ${#need_apt[@]} -gt 0 ]; then
 	echo "installing: ${need_apt[*]}"

@@ -107,8 +107,12 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	wrapMode := fs.String("wrap-mode", "exit", "action when the wrapped program exits: exit, ignore, respawn")
 	healthPath := fs.String("health-path", "", "answer GET and HEAD of this path with 200 OK, for a load balancer's health checks (not in the original)")
 
+	docs := addDocFlags(fs) // hidden: the build's man page and completions (docflags.go)
 	if err := fs.Parse(args); err != nil {
 		return opts, err
+	}
+	if docs.requested() {
+		return opts, docs.write(fs, out)
 	}
 	if *help {
 		fmt.Fprintf(out, "%s\nOptions:\n%s", usageLines, fs.FlagUsages())
