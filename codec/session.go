@@ -42,6 +42,7 @@ type Session struct {
 	req    *Request
 	target string   // where the session is proxied to, as logged
 	route  *routing // the upgrade waiting for its target (Routing)
+	end    End      // why it closed, for the metrics (end.go)
 	dec    Decoder
 	enc    Encoder
 }
@@ -204,6 +205,7 @@ func (s *Session) FromClient(in []byte, out Peer) (n int, step Step) {
 		}
 		if s.cfg.SSLOnly && !s.tls {
 			s.logf(out, "%s: non-SSL connection received but disallowed", s.addr)
+			s.endAs(EndNotTLS)
 			return len(in), s.close()
 		}
 		s.phase = ReadingHead
@@ -214,10 +216,16 @@ func (s *Session) FromClient(in []byte, out Peer) (n int, step Step) {
 		n, err := s.dec.Feed(in, out)
 		if err != nil {
 			var ce *CloseError
-			if errors.As(err, &ce) {
-				return len(in), s.closeWithFrame(out, ce.Code, ce.Reason, ce.Remote)
+			if !errors.As(err, &ce) {
+				s.endAs(EndProtocolError)
+				return len(in), s.close()
 			}
-			return len(in), s.close()
+			if ce.Remote {
+				s.endAs(EndClientClosed)
+			} else {
+				s.endAs(EndProtocolError)
+			}
+			return len(in), s.closeWithFrame(out, ce.Code, ce.Reason, ce.Remote)
 		}
 		return n, Continue
 	case Closed:
@@ -233,6 +241,7 @@ func (s *Session) FromClient(in []byte, out Peer) (n int, step Step) {
 func (s *Session) startTLS(in []byte, out Peer) (int, Step) {
 	if !s.cfg.TLSAvailable {
 		s.logf(out, "%s: SSL connection but '%s' not found", s.addr, s.cfg.CertFile)
+		s.endAs(EndNoCert)
 		return len(in), s.close()
 	}
 	s.phase = Handshaking
@@ -254,12 +263,14 @@ func (s *Session) TLSFailed(err error, out Peer) Step {
 		return s.close()
 	}
 	s.logf(out, "%s: TLS handshake failed: %v", s.addr, err)
+	s.endAs(EndTLSFailed)
 	return s.close()
 }
 
 func (s *Session) readRequest(in []byte, out Peer) (int, Step) {
 	req, n, err := ParseRequest(in, MaxHeaderBytes)
 	if err != nil {
+		s.endAs(EndBadRequest)
 		return len(in), s.refuse(out, err)
 	}
 	if n == 0 {
@@ -276,17 +287,20 @@ func (s *Session) readRequest(in []byte, out Peer) (int, Step) {
 			return n, ServeWeb
 		}
 		s.logf(out, `"%s %s %s" 405 -`, req.Method, req.Target, req.Proto)
+		s.endAs(EndNotUpgrade)
 		return len(in), s.refuse(out, &HTTPError{Status: 405, Reason: "Method Not Allowed"})
 	}
 	hs, err := Upgrade(req, s.tls)
 	if err != nil {
 		s.logf(out, `"%s %s %s" %d -`, req.Method, req.Target, req.Proto, statusOf(err))
+		s.endAs(EndBadUpgrade)
 		return len(in), s.refuse(out, err)
 	}
 	// The token first, as the original: a client with no target is told so
 	// before it is asked for credentials.
 	token, ok := TokenOf(req, s.cfg.Tokens)
 	if s.cfg.Tokens != NoToken && !ok {
+		s.endAs(EndTokenMissing)
 		return len(in), s.deny(out, req, &HTTPError{Status: 403, Reason: "Token not present"}, "")
 	}
 	if s.cfg.Auth != nil && !s.authorized(req, out) {
@@ -361,13 +375,16 @@ func (s *Session) RouteFailed(err error, out Peer) Step {
 	var timeout interface{ Timeout() bool }
 	switch {
 	case errors.Is(err, ErrTokenNotFound):
+		s.endAs(EndTokenNotFound)
 		refusal = &HTTPError{Status: 403, Reason: "Token '" + printable(r.token) + "' not found"}
 	case errors.As(err, &timeout) && timeout.Timeout():
 		s.logf(out, "%s: token lookup failed: %v", s.addr, err)
 		refusal = &HTTPError{Status: 504, Reason: "Token lookup timed out"}
+		s.endAs(EndLookupTimeout)
 	default:
 		s.logf(out, "%s: token lookup failed: %v", s.addr, err)
 		refusal = &HTTPError{Status: 502, Reason: "Token lookup failed"}
+		s.endAs(EndLookupFailed)
 	}
 	return s.deny(out, r.req, refusal, "")
 }
@@ -383,6 +400,7 @@ func (s *Session) authorized(req *Request, out Peer) bool {
 	if refusal == nil {
 		return true
 	}
+	s.endAs(EndAuthRefused)
 	s.deny(out, req, refusal, "authentication failed: "+why)
 	return false
 }
@@ -491,6 +509,7 @@ func (s *Session) DialFailed(err error, out Peer) Step {
 		return s.close()
 	}
 	s.logf(out, "%s: Failed to connect to %s: %v", s.addr, s.target, err)
+	s.endAs(EndTargetUnreachable)
 	return s.closeWithFrame(out, 1011, "Failed to connect to downstream server", false)
 }
 
@@ -511,6 +530,7 @@ func (s *Session) FromTarget(p []byte, out Peer) {
 // TargetClosed is called when the target's connection ended (err is nil or
 // io.EOF for an orderly close).
 func (s *Session) TargetClosed(err error, out Peer) Step {
+	s.endAs(EndTargetClosed)
 	if s.phase != Relaying {
 		return s.close()
 	}
@@ -523,6 +543,9 @@ func (s *Session) TargetClosed(err error, out Peer) Step {
 
 // ClientGone is called when the client's connection ended or failed.
 func (s *Session) ClientGone(out Peer) Step {
+	if !s.keepIdle { // a client leaving after its web responses failed nothing
+		s.endAs(EndClientGone)
+	}
 	if s.phase == Relaying {
 		s.logf(out, "%s: Client disconnected", s.addr)
 		s.closedTarget(out)
@@ -541,6 +564,7 @@ func (s *Session) closedTarget(out Peer) {
 // Shutdown ends the session because the proxy stops: an upgraded client is
 // told 1001 "Going away".
 func (s *Session) Shutdown(out Peer) Step {
+	s.endAs(EndShutdown)
 	switch s.phase {
 	case Dialing, Relaying:
 		return s.closeWithFrame(out, 1001, "Going away", false)
@@ -557,6 +581,7 @@ func (s *Session) FirstByteExpired(out Peer) Step {
 		return Continue
 	}
 	s.debugf(out, "%s: no data within %v, closing", s.addr, s.cfg.FirstByte)
+	s.endAs(EndFirstByteTimeout)
 	return s.close()
 }
 
@@ -571,6 +596,7 @@ func (s *Session) RequestHeadExpired(pending bool, out Peer) Step {
 		s.debugf(out, "%s: idle keep-alive connection closed after %v", s.addr, s.cfg.RequestHead)
 	} else {
 		s.logf(out, "%s: request head not complete within %v, closing", s.addr, s.cfg.RequestHead)
+		s.endAs(EndRequestHeadTimeout)
 	}
 	return s.close()
 }

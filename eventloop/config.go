@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gowebsockify/websockify/codec"
+	"github.com/gowebsockify/websockify/metrics"
 	"github.com/gowebsockify/websockify/token"
 )
 
@@ -80,6 +81,10 @@ type Config struct {
 	// the listeners are bound.
 	Worker bool
 	Ready  func()
+
+	// Metrics, when set, counts sessions, bytes and failures for
+	// --metrics-listen (package metrics; eventloop/metrics.go).
+	Metrics *metrics.Proxy
 }
 
 // Timeouts. The first-byte wait matches the original websockify.

@@ -74,6 +74,10 @@ func main() {
 	if opts.wrapArgv != nil {
 		p.startProgram()
 	}
+	stopMetrics, err := p.startMetrics()
+	if err != nil {
+		p.exitMetricsFailed(err)
+	}
 
 	var code int
 	switch {
@@ -82,6 +86,7 @@ func main() {
 	default:
 		code = p.serve()
 	}
+	stopMetrics()
 	if p.prog != nil {
 		p.prog.Stop()
 	}
