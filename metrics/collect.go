@@ -38,7 +38,8 @@ var (
 	pausedDesc = prometheus.NewDesc("websockify_reads_paused",
 		"Sockets not read at scrape time because their peer cannot take more (backpressure).", nil, nil)
 	lagDesc = prometheus.NewDesc("websockify_event_loop_lag_seconds",
-		"How long a no-op queued on the event loop at scrape time waited to run (measured only when scraped).",
+		"How long a no-op queued on the event loop at scrape time waited to run (measured only when scraped; "+
+			"a loop is listed once it has had a client).",
 		[]string{"loop"}, nil)
 	fdInUseDesc = prometheus.NewDesc("websockify_fd_budget_in_use",
 		"Descriptors the sessions hold or have reserved (client, target, a dial's or TLS handshake's spares).", nil, nil)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -67,8 +68,10 @@ func (p *process) startMetrics() (stop func(), err error) {
 		if workers.IsWorker() {
 			slot, _ := workers.Slot()
 			var ok bool
-			if l, ok, err = metrics.WorkerListen(slot); !ok || err != nil {
+			if l, ok, err = metrics.WorkerListen(slot); err != nil {
 				return nil, fmt.Errorf("--metrics-listen: the worker's socket: %v", err)
+			} else if !ok {
+				return nil, errors.New("--metrics-listen: the parent named no socket for this worker")
 			}
 		}
 	}
