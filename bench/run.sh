@@ -321,7 +321,7 @@ token_rounds() {
 # each round: session set-up, then one-connection throughput down and up.
 # Each scrape answered is counted; the counts go to
 # $results/ours-metrics-scrapes.txt.
-met_rounds=5 met_windows=2 met_repeat=3
+met_rounds=7 met_windows=2 met_repeat=3
 [[ $quick == 1 ]] && met_rounds=2 met_windows=1 met_repeat=1
 met_labels= # the labels the rounds measured, for their results files
 met_args=() # loadtest's proxy flags for the label measure runs

@@ -19,11 +19,33 @@ import (
 // ends.
 func relayAllocs(t *testing.T, m *metrics.Proxy, n int, during func()) float64 {
 	t.Helper()
+	roundTrip, done := relayThrough(t, m)
+	defer done()
+	for range 500 {
+		roundTrip()
+	}
+	runtime.GC()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range n {
+		roundTrip()
+	}
+	runtime.ReadMemStats(&after)
+	if during != nil {
+		during()
+	}
+	return float64(after.Mallocs-before.Mallocs) / float64(n)
+}
+
+// relayThrough starts a proxy in this process (with m as its metrics, nil
+// for none) in front of an echo target, upgrades one client, and returns a
+// round trip of a 1000-byte binary frame through it, and what stops it all.
+func relayThrough(t testing.TB, m *metrics.Proxy) (roundTrip func(), done func()) {
+	t.Helper()
 	target, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer target.Close()
 	go func() {
 		c, err := target.Accept()
 		if err != nil {
@@ -62,16 +84,16 @@ func relayAllocs(t *testing.T, m *metrics.Proxy, n int, during func()) float64 {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the proxy did not start")
 	}
-	defer func() {
-		close(stop)
-		<-served
-	}()
-
 	c, err := net.Dial("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	done = func() {
+		c.Close()
+		close(stop)
+		<-served
+		target.Close()
+	}
 	_, _ = io.WriteString(c, "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"+
 		"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
 	br := bufio.NewReader(c)
@@ -90,7 +112,7 @@ func relayAllocs(t *testing.T, m *metrics.Proxy, n int, during func()) float64 {
 	const size = 1000
 	frame := append([]byte{0x82, 0x80 | 126, size >> 8, size & 0xff, 0, 0, 0, 0}, make([]byte, size)...) // zero mask
 	reply := make([]byte, 4+size)
-	roundTrip := func() {
+	roundTrip = func() {
 		if _, err := c.Write(frame); err != nil {
 			t.Fatal(err)
 		}
@@ -98,20 +120,7 @@ func relayAllocs(t *testing.T, m *metrics.Proxy, n int, during func()) float64 {
 			t.Fatal(err)
 		}
 	}
-	for range 500 {
-		roundTrip()
-	}
-	runtime.GC()
-	var before, after runtime.MemStats
-	runtime.ReadMemStats(&before)
-	for range n {
-		roundTrip()
-	}
-	runtime.ReadMemStats(&after)
-	if during != nil {
-		during()
-	}
-	return float64(after.Mallocs-before.Mallocs) / float64(n)
+	return roundTrip, done
 }
 
 // TestRelayAllocatesNothingWithMetrics measures the relay through real
@@ -177,5 +186,24 @@ func TestScrapeAsksTheLoops(t *testing.T) {
 	}
 	if v["websockify_connections_open"] != 0 || v["websockify_sessions_total"] != 1 {
 		t.Errorf("after the stop: connections open %v, sessions %v; want 0 and 1", v["websockify_connections_open"], v["websockify_sessions_total"])
+	}
+}
+
+// BenchmarkRelayRoundTrip times a 1000-byte round trip through the proxy,
+// without metrics and with them (not scraped): what counting costs the relay.
+func BenchmarkRelayRoundTrip(b *testing.B) {
+	for _, c := range []struct {
+		name string
+		m    func() *metrics.Proxy
+	}{{"metrics-off", func() *metrics.Proxy { return nil }}, {"metrics-on", func() *metrics.Proxy { return metrics.New("bench") }}} {
+		b.Run(c.name, func(b *testing.B) {
+			roundTrip, done := relayThrough(b, c.m())
+			defer done()
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				roundTrip()
+			}
+		})
 	}
 }
