@@ -57,7 +57,7 @@ func TestSameTCPAddress(t *testing.T) {
 }
 
 // peer is a codec.Peer that keeps nothing.
-type peer struct{ scratch []byte }
+type peer struct{}
 
 func (p *peer) ToTarget([]byte)           {}
 func (p *peer) ToClient([]byte)           {}

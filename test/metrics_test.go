@@ -2,6 +2,7 @@ package test
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"io"
 	"net"
@@ -411,8 +412,9 @@ func TestMetricsUnixSocket(t *testing.T) {
 	p := startProxy(t, echo.addr, "--metrics-listen", sock)
 	c := dialWS(t, p, modeBinary)
 	mustEcho(t, c, []byte("x"))
-	client := http.Client{Transport: &http.Transport{Dial: func(string, string) (net.Conn, error) {
-		return net.Dial("unix", sock)
+	client := http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, "unix", sock)
 	}}}
 	resp, err := client.Get("http://metrics/metrics")
 	if err != nil {
