@@ -7,8 +7,10 @@
 # over wss (label ours-wss), stalled sessions (ours and the relay), round
 # trips beside bulk transfers (ours and the relay, taking turns) and session
 # set-up with the TokenFile and TokenRedis token plugins beside a fixed
-# target (ours-fixed, ours-tokenfile, ours-tokenredis, in rounds). Every
-# result records the commit the binaries were built from. Each proxy's raw
+# target (ours-fixed, ours-tokenfile, ours-tokenredis, in rounds), and the
+# cost of --metrics-listen: set-up rate and one-connection throughput without
+# and with it, scraped every second (ours-metrics-off, ours-metrics-on, in
+# rounds). Every result records the commit the binaries were built from. Each proxy's raw
 # results go to
 # bench/results/<label>.jsonl (kept in git, so the tables can be regenerated);
 # proxy logs go to bench/out/ (not kept). The tables in BENCHMARKS.md are then
@@ -24,6 +26,7 @@
 #   BENCH_ONLY=tokens                   only the token plugin rounds (when ours is
 #                                       measured); everything else keeps its last
 #                                       results, as with BENCH_PROXIES
+#   BENCH_ONLY=metrics                  only the --metrics-listen rounds, likewise
 #   OURS_CMD='bin/websockify {listen} {target}'
 #                                       how our proxy is started; it takes Python
 #                                       websockify's positional form
@@ -39,9 +42,9 @@ proxies=${BENCH_PROXIES:-relay python node ours}
 quick=${BENCH_QUICK:-0}
 only=${BENCH_ONLY:-}
 case $only in
-"" | tokens) ;;
+"" | tokens | metrics) ;;
 *)
-	echo "bench: BENCH_ONLY=$only: want tokens, or unset for everything" >&2
+	echo "bench: BENCH_ONLY=$only: want tokens or metrics, or unset for everything" >&2
 	exit 2
 	;;
 esac
@@ -80,9 +83,9 @@ if ! go build -o bin/websockify ./cmd/websockify; then
 	echo "bench: bin/websockify does not build; our proxy is not measured this time" >&2
 	proxies=${proxies//ours/}
 fi
-if [[ $only == tokens ]]; then
+if [[ -n $only ]]; then
 	if [[ " $proxies " != *" ours "* ]]; then
-		echo "bench: BENCH_ONLY=tokens measures our proxy, and ours is not measured this time" >&2
+		echo "bench: BENCH_ONLY=$only measures our proxy, and ours is not measured this time" >&2
 		exit 1
 	fi
 	proxies=ours
@@ -212,6 +215,7 @@ measure() {
 	node) pa=(-proxy-cmd "$node_cmd") ;;
 	relay) pa=(-relay) ;;
 	ours-fixed | ours-tokenfile | ours-tokenredis) pa=("${tok_args[@]}") ;;
+	ours-metrics-off | ours-metrics-on) pa=("${met_args[@]}") ;;
 	esac
 	say "$label: $mode $*"
 	timeout --kill-after=10 900 bin/loadtest "$mode" "${pa[@]}" -label "$label" -commit "$commit" -json \
@@ -310,10 +314,71 @@ token_rounds() {
 	done
 	stop_redis
 }
-# BENCH_ONLY=tokens: the loops below find no proxy; only the token rounds run.
-tokens_on=0
-has ours && tokens_on=1
-[[ $only == tokens ]] && proxies=
+
+# The cost of --metrics-listen: our proxy without metrics (ours-metrics-off)
+# and with them (ours-metrics-on), scraped every second over the whole run
+# as Prometheus would, in met_rounds interleaved rounds, the order turning
+# each round: session set-up, then one-connection throughput down and up.
+# Each scrape answered is counted; the counts go to
+# $results/ours-metrics-scrapes.txt.
+met_rounds=7 met_windows=2 met_repeat=3
+[[ $quick == 1 ]] && met_rounds=2 met_windows=1 met_repeat=1
+met_labels= # the labels the rounds measured, for their results files
+met_args=() # loadtest's proxy flags for the label measure runs
+# scrape_every_second PORT FILE: appends a line to FILE per scrape answered.
+scrape_every_second() {
+	while sleep 1; do
+		curl -sf -o /dev/null --max-time 2 "http://127.0.0.1:$1/metrics" && echo ok >>"$2"
+	done
+}
+metrics_rounds() {
+	local round i v mport scraper tally mode dir n
+	local -a variants=(off on)
+	if ! command -v curl >/dev/null; then
+		echo "bench: no curl to scrape with; the metrics rounds are not measured" >&2
+		return
+	fi
+	for v in "${variants[@]}"; do
+		rm -f "$out/ours-metrics-$v.jsonl.partial" "$out/ours-metrics-$v"-*.log
+	done
+	met_labels="ours-metrics-off ours-metrics-on"
+	: >"$out/ours-metrics-scrapes.txt"
+	for ((round = 1; round <= met_rounds; round++)); do
+		for ((i = 0; i < 2; i++)); do
+			v=${variants[(round - 1 + i) % 2]}
+			for mode in setup down up; do
+				met_args=(-proxy-cmd "$ours_cmd")
+				scraper=
+				if [[ $v == on ]]; then
+					mport=$(bin/loadtest freeport -n 1)
+					met_args=(-proxy-cmd "${ours_cmd/"{listen}"/"--metrics-listen 127.0.0.1:$mport {listen}"}")
+					tally=$out/metrics-scrapes.partial
+					: >"$tally"
+					scrape_every_second "$mport" "$tally" &
+					scraper=$!
+				fi
+				if [[ $mode == setup ]]; then
+					measure "ours-metrics-$v" setup -concurrency 50 -duration "$window" -repeat "$met_windows" -round "$round"
+				else
+					measure "ours-metrics-$v" throughput -dir "$mode" -bytes "$big" -repeat "$met_repeat" -round "$round"
+				fi
+				if [[ -n $scraper ]]; then
+					kill "$scraper" 2>/dev/null
+					wait "$scraper" 2>/dev/null
+					n=$(wc -l <"$tally")
+					echo "round $round $mode: $n scrapes answered" >>"$out/ours-metrics-scrapes.txt"
+					say "ours-metrics-on round $round $mode: $n scrapes answered"
+				fi
+			done
+		done
+	done
+}
+# BENCH_ONLY=tokens or metrics: the loops below find no proxy; only those
+# rounds run.
+tokens_on=0 metrics_on=0
+has ours && [[ $only != metrics ]] && tokens_on=1
+has ours && [[ $only != tokens ]] && metrics_on=1
+[[ -n $only ]] && proxies=
 for p in $proxies; do
 	rm -f "$out/$p.jsonl.partial" "$out/$p"-*.log
 done
@@ -360,6 +425,7 @@ for p in $proxies; do
 	measure "$p" setup -concurrency 50 -duration "$window" -repeat "$windows"
 done
 ((tokens_on)) && token_rounds
+((metrics_on)) && metrics_rounds
 for p in $proxies; do
 	case $p in
 	ours-wss) measure "$p" hold -conns "$wss_hold_conns" -ramp-timeout 120s ;;
@@ -418,10 +484,11 @@ if [[ " $proxies " == *" ours "* ]]; then
 	proxies+=" ours-workers"
 fi
 
-for p in $proxies $tok_labels; do
+for p in $proxies $tok_labels $met_labels; do
 	# Results land in $results only once the proxy's whole set is done.
 	[[ -f $out/$p.jsonl.partial ]] && mv "$out/$p.jsonl.partial" "$results/$p.jsonl"
 done
+[[ -n $met_labels ]] && cp "$out/ours-metrics-scrapes.txt" "$results/"
 
 elapsed=$(($(date +%s) - started))
 say "writing BENCHMARKS.md"

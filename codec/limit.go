@@ -57,6 +57,7 @@ func (s *Session) admit(req *Request, out Peer) (refused bool) {
 	if refusal := s.cfg.Limiter.Admit(s.addr, what); refusal != nil {
 		// The Limiter logs refusals a burst at a time; per client, only -v.
 		s.debugf(out, `"%s %s %s" %d - (%s)`, req.Method, printable(req.Target), req.Proto, refusal.Status, refusal.Reason)
+		s.endAs(EndLimited)
 		out.ToClient(refusal.Response())
 		return true
 	}
@@ -69,13 +70,19 @@ func (s *Session) admit(req *Request, out Peer) (refused bool) {
 // refuseHead answers a request head that could not be parsed. One that is
 // too large is logged by the Limiter, a burst at a time.
 func (s *Session) refuseHead(err error, out Peer) Step {
-	if he, ok := err.(*HTTPError); ok && he.Status == 431 && s.cfg.Limiter != nil {
-		s.debugf(out, "%s: code %d, message %s", s.addr, he.Status, he.Reason)
-		s.cfg.Limiter.HeadTooLarge(s.addr)
-		out.ToClient(he.Response())
-		return s.close()
+	he, ok := err.(*HTTPError)
+	if !ok || he.Status != 431 {
+		s.endAs(EndBadRequest)
+		return s.refuse(out, err)
 	}
-	return s.refuse(out, err)
+	s.endAs(EndHeadTooLarge)
+	if s.cfg.Limiter == nil {
+		return s.refuse(out, err)
+	}
+	s.debugf(out, "%s: code %d, message %s", s.addr, he.Status, he.Reason)
+	s.cfg.Limiter.HeadTooLarge(s.addr)
+	out.ToClient(he.Response())
+	return s.close()
 }
 
 // release gives back the session Admit let in, once, however it ended.

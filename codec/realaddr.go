@@ -88,6 +88,7 @@ func (s *Session) readProxyHeader(in []byte, out Peer) (int, Step) {
 		} else {
 			s.logf(out, "%s: malformed PROXY v%d header: %s, closing", s.addr, h.Version, h.Reason)
 		}
+		s.endAs(EndProxyHeader)
 		return len(in), s.close()
 	}
 	s.phase = Sniffing
@@ -121,6 +122,7 @@ func (s *Session) untrustedProxyHeader(in []byte, out Peer) (n int, step Step, d
 	switch {
 	case h.Version != 0:
 		s.logf(out, "%s: PROXY header from untrusted address %s refused (see --trusted-proxies)", s.addr, s.addr)
+		s.endAs(EndProxyHeader)
 		return len(in), s.close(), true
 	case h.Status == sniff.ProxyIncomplete:
 		return 0, Continue, true // "PRO" or "\r\n": it may be one
@@ -134,6 +136,7 @@ func (s *Session) untrustedProxyHeader(in []byte, out Peer) (n int, step Step, d
 func (s *Session) proxyHeaderTimedOut(out Peer) Step {
 	if s.origin.partial {
 		s.logf(out, "%s: PROXY header not complete within %v, closing", s.addr, s.cfg.FirstByte)
+		s.endAs(EndProxyHeader)
 	} else {
 		s.debugf(out, "%s: no data within %v, closing", s.addr, s.cfg.FirstByte)
 	}
@@ -144,6 +147,7 @@ func (s *Session) proxyHeaderTimedOut(out Peer) Step {
 func (s *Session) proxyHeaderCut(out Peer) {
 	if s.phase == ReadingProxyHeader && s.origin.partial {
 		s.logf(out, "%s: connection closed before its PROXY header was complete", s.addr)
+		s.endAs(EndProxyHeader)
 	}
 }
 

@@ -50,6 +50,7 @@ type Session struct {
 	req    *Request
 	target string   // where the session is proxied to, as logged
 	route  *routing // the upgrade waiting for its target (Routing)
+	end    End      // why it closed, for the metrics (end.go)
 	dec    Decoder
 	enc    Encoder
 }
@@ -238,6 +239,7 @@ func (s *Session) FromClient(in []byte, out Peer) (n int, step Step) {
 		}
 		if s.cfg.SSLOnly && !s.tls {
 			s.logf(out, "%s: non-SSL connection received but disallowed", s.addr)
+			s.endAs(EndNotTLS)
 			return len(in), s.close()
 		}
 		s.phase = ReadingHead
@@ -248,10 +250,19 @@ func (s *Session) FromClient(in []byte, out Peer) (n int, step Step) {
 		n, err := s.dec.Feed(in, out)
 		if err != nil {
 			var ce *CloseError
-			if errors.As(err, &ce) {
-				return len(in), s.closeWithFrame(out, ce.Code, ce.Reason, ce.Remote)
+			if !errors.As(err, &ce) {
+				s.endAs(EndProtocolError)
+				return len(in), s.close()
 			}
-			return len(in), s.close()
+			switch {
+			case ce.Remote:
+				s.endAs(EndClientClosed)
+			case ce.Code == 1009:
+				s.endAs(EndMessageTooBig)
+			default:
+				s.endAs(EndProtocolError)
+			}
+			return len(in), s.closeWithFrame(out, ce.Code, ce.Reason, ce.Remote)
 		}
 		return n, Continue
 	case Closed:
@@ -267,6 +278,7 @@ func (s *Session) FromClient(in []byte, out Peer) (n int, step Step) {
 func (s *Session) startTLS(in []byte, out Peer) (int, Step) {
 	if !s.cfg.TLSAvailable {
 		s.logf(out, "%s: SSL connection but '%s' not found", s.addr, s.cfg.CertFile)
+		s.endAs(EndNoCert)
 		return len(in), s.close()
 	}
 	s.phase = Handshaking
@@ -288,6 +300,7 @@ func (s *Session) TLSFailed(err error, out Peer) Step {
 		return s.close()
 	}
 	s.logf(out, "%s: TLS handshake failed: %v", s.addr, err)
+	s.endAs(EndTLSFailed)
 	return s.close()
 }
 
@@ -317,17 +330,20 @@ func (s *Session) readRequest(in []byte, out Peer) (int, Step) {
 			return n, ServeWeb
 		}
 		s.logf(out, `"%s %s %s" 405 -`, req.Method, req.Target, req.Proto)
+		s.endAs(EndNotUpgrade)
 		return len(in), s.refuse(out, &HTTPError{Status: 405, Reason: "Method Not Allowed"})
 	}
 	hs, err := Upgrade(req, s.tls)
 	if err != nil {
 		s.logf(out, `"%s %s %s" %d -`, req.Method, req.Target, req.Proto, statusOf(err))
+		s.endAs(EndBadUpgrade)
 		return len(in), s.refuse(out, err)
 	}
 	// The token first, as the original: a client with no target is told so
 	// before it is asked for credentials.
 	token, ok := TokenOf(req, s.cfg.Tokens)
 	if s.cfg.Tokens != NoToken && !ok {
+		s.endAs(EndTokenMissing)
 		return len(in), s.deny(out, req, &HTTPError{Status: 403, Reason: "Token not present"}, "")
 	}
 	if s.cfg.Auth != nil && !s.authorized(req, out) {
@@ -403,13 +419,16 @@ func (s *Session) RouteFailed(err error, out Peer) Step {
 	var timeout interface{ Timeout() bool }
 	switch {
 	case errors.Is(err, ErrTokenNotFound):
+		s.endAs(EndTokenNotFound)
 		refusal = &HTTPError{Status: 403, Reason: "Token '" + printable(r.token) + "' not found"}
 	case errors.As(err, &timeout) && timeout.Timeout():
 		s.logf(out, "%s: token lookup failed: %v", s.addr, err)
 		refusal = &HTTPError{Status: 504, Reason: "Token lookup timed out"}
+		s.endAs(EndLookupTimeout)
 	default:
 		s.logf(out, "%s: token lookup failed: %v", s.addr, err)
 		refusal = &HTTPError{Status: 502, Reason: "Token lookup failed"}
+		s.endAs(EndLookupFailed)
 	}
 	return s.deny(out, r.req, refusal, "")
 }
@@ -425,6 +444,7 @@ func (s *Session) authorized(req *Request, out Peer) bool {
 	if refusal == nil {
 		return true
 	}
+	s.endAs(EndAuthRefused)
 	s.deny(out, req, refusal, "authentication failed: "+why)
 	return false
 }
@@ -533,6 +553,7 @@ func (s *Session) DialFailed(err error, out Peer) Step {
 		return s.close()
 	}
 	s.logf(out, "%s: Failed to connect to %s: %v", s.addr, s.target, err)
+	s.endAs(EndTargetUnreachable)
 	return s.closeWithFrame(out, 1011, "Failed to connect to downstream server", false)
 }
 
@@ -553,6 +574,7 @@ func (s *Session) FromTarget(p []byte, out Peer) {
 // TargetClosed is called when the target's connection ended (err is nil or
 // io.EOF for an orderly close).
 func (s *Session) TargetClosed(err error, out Peer) Step {
+	s.endAs(EndTargetClosed)
 	if s.phase != Relaying {
 		return s.close()
 	}
@@ -566,6 +588,9 @@ func (s *Session) TargetClosed(err error, out Peer) Step {
 // ClientGone is called when the client's connection ended or failed.
 func (s *Session) ClientGone(out Peer) Step {
 	s.proxyHeaderCut(out)
+	if !s.keepIdle { // a client leaving after its web responses failed nothing
+		s.endAs(EndClientGone)
+	}
 	if s.phase == Relaying {
 		s.logf(out, "%s: Client disconnected", s.addr)
 		s.closedTarget(out)
@@ -584,6 +609,7 @@ func (s *Session) closedTarget(out Peer) {
 // Shutdown ends the session because the proxy stops: an upgraded client is
 // told 1001 "Going away".
 func (s *Session) Shutdown(out Peer) Step {
+	s.endAs(EndShutdown)
 	switch s.phase {
 	case Dialing, Relaying:
 		return s.closeWithFrame(out, 1001, "Going away", false)
@@ -603,6 +629,7 @@ func (s *Session) FirstByteExpired(out Peer) Step {
 		return Continue
 	}
 	s.debugf(out, "%s: no data within %v, closing", s.addr, s.cfg.FirstByte)
+	s.endAs(EndFirstByteTimeout)
 	return s.close()
 }
 
@@ -617,6 +644,7 @@ func (s *Session) RequestHeadExpired(pending bool, out Peer) Step {
 		s.debugf(out, "%s: idle keep-alive connection closed after %v", s.addr, s.cfg.RequestHead)
 	} else {
 		s.logf(out, "%s: request head not complete within %v, closing", s.addr, s.cfg.RequestHead)
+		s.endAs(EndRequestHeadTimeout)
 	}
 	return s.close()
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/gowebsockify/websockify/codec"
 	"github.com/gowebsockify/websockify/limits"
+	"github.com/gowebsockify/websockify/metrics"
 	"github.com/gowebsockify/websockify/token"
 )
 
@@ -98,6 +99,10 @@ type Config struct {
 	// the listeners are bound.
 	Worker bool
 	Ready  func()
+
+	// Metrics, when set, counts sessions, bytes and failures for
+	// --metrics-listen (package metrics; eventloop/metrics.go).
+	Metrics *metrics.Proxy
 }
 
 // Timeouts. The first-byte wait matches the original websockify.

@@ -141,6 +141,7 @@ func Serve(cfg Config, stop <-chan struct{}) error {
 		// resolver's two while it dials one.
 		s.budget.reserve += int64(cfg.Tokens.Sockets()) + 2
 	}
+	cfg.Metrics.SetEngine(metricsView{s})
 
 	proto := "tcp://" + cfg.ListenAddr
 	if cfg.ListenUnix != "" {

@@ -26,6 +26,7 @@ type fdBudget struct {
 	reserve     int64 // baseline fds plus a margin
 	dialReserve int64
 	inUse       atomic.Int64
+	refused     atomic.Uint64 // clients admit turned away (metrics)
 }
 
 func newFDBudget(loops int, dialReserve int64) *fdBudget {
@@ -46,6 +47,7 @@ func (b *fdBudget) admit() int64 {
 	n := b.inUse.Add(want)
 	if n+b.reserve > b.limit {
 		b.inUse.Add(-want)
+		b.refused.Add(1)
 		return 0
 	}
 	return want

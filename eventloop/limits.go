@@ -12,6 +12,9 @@ func (s *server) setUpLimits() {
 	lc := s.cfg.Limits
 	s.limiter = limits.New(lc, func(msg string) { s.cfg.Log.Warnf("%s", msg) })
 	s.sessionCfg.Limiter = s.limiter
+	if s.cfg.Metrics != nil {
+		s.limiter.CountRefusals(func(name string) limits.Counter { return s.cfg.Metrics.LimitRefusal(name) })
+	}
 	s.sessionCfg.MaxRequestHead = lc.MaxRequestHead
 	s.sessionCfg.MaxFrame = lc.MaxFrameSize
 	// A head is read whole before it is parsed: the client is read on

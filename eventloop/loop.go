@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/gowebsockify/websockify/codec"
+	"github.com/gowebsockify/websockify/metrics"
 	"github.com/panjf2000/gnet/v2"
 	"golang.org/x/sys/unix"
 )
@@ -18,6 +19,8 @@ type loop struct {
 	el   gnet.EventLoop
 	epfd int // gnet's epoll descriptor for this loop (epoll.go)
 	idx  int // in the drain poller's events
+
+	stats *metrics.Loop // its counters for --metrics-listen; nil without
 
 	sessions sessionList // every session of the loop, for shutdown
 
@@ -65,6 +68,7 @@ func newLoop(s *server, el gnet.EventLoop, epfd int) *loop {
 	l := &loop{
 		srv:         s,
 		el:          el,
+		stats:       s.cfg.Metrics.NewLoop(),
 		epfd:        epfd,
 		firstByte:   deadlineQueue[*session]{d: firstByteTimeout},
 		requestHead: deadlineQueue[*session]{d: requestHeadTimeout},

@@ -45,6 +45,7 @@ type session struct {
 	targetUp bool // the dialed target joined the loop
 	ended    bool // the machine said Close: both sides are closing
 	finished bool // both sides are gone and the budget settled
+	counted  bool // its upgrade was counted (loop.stats)
 }
 
 // sessionState is what only some sessions need, for a while or for good: a
@@ -92,6 +93,7 @@ func newSession(l *loop, c gnet.Conn, fds int64) *session {
 	s.client.attach(c)
 	s.deadline = l.firstByte.add(time.Now().UnixNano(), s)
 	l.sessions.add(s)
+	l.stats.Accepted()
 	return s
 }
 
@@ -191,6 +193,7 @@ func (s *session) fromTarget(p []byte) {
 		return
 	}
 	s.traffic(trafficFromTarget, false)
+	s.l.stats.FromTarget(len(p))
 	if s.x != nil && s.x.rec != nil {
 		s.x.rec.ToClient(s.recordMillis(), p)
 	}
@@ -248,6 +251,7 @@ func (s *session) flushTarget() {
 	if len(iov) == 0 {
 		return
 	}
+	countToTarget(l.stats, iov)
 	s.target.sendv(iov)
 	s.trafficSent(trafficToTarget, &s.target)
 	clear(iov)
@@ -519,6 +523,10 @@ func (s *session) sync() {
 	if s.finished {
 		return
 	}
+	if !s.counted && s.m.Upgraded() {
+		s.counted = true // here, not below: a routed session can upgrade and close in one callback
+		s.l.stats.Upgraded(&s.m)
+	}
 	if p := s.m.Phase(); p != s.phase {
 		prev := s.phase
 		s.phase = p
@@ -598,6 +606,7 @@ func (s *session) finish() {
 	s.l.sessions.remove(s)
 	s.l.srv.budget.add(-int64(s.fds)) // the dial reserve, if no dial used it
 	s.fds = 0
+	s.l.stats.Finished(&s.m)
 	s.l.srv.sessionEnded(s.m.Upgraded())
 }
 

@@ -226,6 +226,7 @@ func (sd *side) hasRoom(n int) bool {
 		return true
 	}
 	sd.wantRoom = int32(n)
+	sd.loop().stats.ReadPaused()
 	return false
 }
 
@@ -262,6 +263,9 @@ func (sd *side) roomReady() {
 // block notes that the socket is full and asks the drain poller to say
 // when it is not.
 func (sd *side) block() {
+	if !sd.blocked {
+		sd.loop().stats.ReadPaused()
+	}
 	sd.blocked = true
 	sd.loop().watch(sd, sd.watchEvents())
 }

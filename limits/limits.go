@@ -128,6 +128,21 @@ func newLimiter(cfg Config, log func(string)) *Limiter {
 	return l
 }
 
+// Counter counts refusals (a Prometheus counter, for one).
+type Counter interface{ Inc() }
+
+// kindNames name the limits for CountRefusals.
+var kindNames = [numKinds]string{"max_sessions", "max_sessions_per_ip", "max_handshakes_per_ip", "max_request_head"}
+
+// CountRefusals has every refusal counted on counter(name of its limit):
+// max_sessions, max_sessions_per_ip, max_handshakes_per_ip or
+// max_request_head. Call it before the first Admit.
+func (l *Limiter) CountRefusals(counter func(limit string) Counter) {
+	for k := range l.logs {
+		l.logs[k].count = counter(kindNames[k])
+	}
+}
+
 // Open is the number of sessions admitted and not yet released.
 func (l *Limiter) Open() int64 { return l.open.Load() }
 
@@ -414,8 +429,9 @@ const (
 // burstLog logs the refusals of one kind: the first of a burst at once,
 // the others counted and summarised in one line when the burst ends.
 type burstLog struct {
-	label  string // "max-sessions-per-ip=10"
-	what   string // "upgrade"
+	count  Counter // every refusal, for the metrics; nil: none
+	label  string  // "max-sessions-per-ip=10"
+	what   string  // "upgrade"
 	log    func(string)
 	bursts *atomic.Int32 // the Limiter's count of open bursts
 
@@ -429,6 +445,9 @@ type burstLog struct {
 }
 
 func (b *burstLog) refused(addr string, now time.Duration) {
+	if b.count != nil {
+		b.count.Inc()
+	}
 	b.mu.Lock()
 	if !b.active {
 		b.active, b.since, b.last, b.more = true, now, now, 0

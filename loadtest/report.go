@@ -205,6 +205,7 @@ func writeReport(b *strings.Builder, all []*Result, f *reportFlags) {
 	writeEchoBeside(b, rs, f.ours)
 	writeSetup(b, rs, labelsFor("setup"))
 	writeTokenSetup(b, rs, f.ours)
+	writeMetricsCost(b, rs, f.ours)
 	writeHold(b, rs, labelsFor("hold"))
 	writeStall(b, rs, labelsFor("stall"))
 	if f.plot != "" {
@@ -516,6 +517,7 @@ func writeVerdicts(b *strings.Builder, rs resultSet, ours string) {
 	stallVerdicts(v, rs, ours)
 	echoBesideVerdict(v, rs, ours)
 	tokenVerdicts(v, rs, ours)
+	metricsVerdicts(v, rs, ours)
 	b.WriteString("\n")
 }
 

@@ -284,3 +284,47 @@ func TestWithPath(t *testing.T) {
 		t.Error("withPath took a query without a path")
 	}
 }
+
+// The metrics rounds get their own section and Targets rows: each round's
+// figure with metrics over the one without, the median and the worst.
+func TestReportMetricsCost(t *testing.T) {
+	run := func(label, mode, dir string, round int, v float64) *Result {
+		r := &Result{Mode: mode, Dir: dir, Label: label, Round: round, Commit: "abc123", Machine: "Test CPU",
+			ProxyCPU: newSpread([]float64{100}), Time: "2026-12-01T10:00:0" + fmt.Sprint(round) + "Z"}
+		if mode == "setup" {
+			r.SessionsPerSec = newSpread([]float64{v, v})
+		} else {
+			r.MBps = newSpread([]float64{v})
+		}
+		return r
+	}
+	var all []*Result
+	for round, q := range []float64{0.99, 0.95, 1.01} {
+		for _, m := range []struct{ mode, dir string }{{"setup", ""}, {"throughput", "down"}, {"throughput", "up"}} {
+			all = append(all, run("ours-metrics-off", m.mode, m.dir, round+1, 1000), run("ours-metrics-on", m.mode, m.dir, round+1, 1000*q))
+		}
+	}
+	got := reportOf(all)
+	section, ok := strings.CutPrefix(got[strings.Index(got, "### Cost of --metrics-listen"):], "### Cost of --metrics-listen")
+	if !ok {
+		t.Fatalf("no metrics section:\n%s", got)
+	}
+	for _, want := range []string{
+		"| sessions set up per second | 3 | 1000 [1000–1000] | 990 [950–1010] | 0.990 | 0.950 | 0.990, 0.950, 1.010 | 100 [100–100] | 100 [100–100] |",
+		"| throughput up, one connection, MB/s | 3 | 1000 [1000–1000] | 990 [950–1010] | 0.990 | 0.950 |",
+	} {
+		if !strings.Contains(section, want) {
+			t.Errorf("metrics section lacks %q:\n%s", want, section)
+		}
+	}
+	if row := targetRow(got, "throughput down, one connection, MB/s with --metrics-listen"); !strings.Contains(row, "0.990 × without (median of 3 rounds; worst 0.950) | met |") {
+		t.Errorf("Targets row %q", row)
+	}
+	for _, title := range []string{"### Throughput, one connection", "### Session set-up rate"} {
+		if _, rest, ok := strings.Cut(got, title); ok {
+			if table, _, _ := strings.Cut(rest, "### "); strings.Contains(table, "ours-metrics") {
+				t.Errorf("round runs in %q:\n%s", title, table)
+			}
+		}
+	}
+}

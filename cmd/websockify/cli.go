@@ -34,6 +34,8 @@ type options struct {
 	eventloop.Config
 	workers int // processes sharing the port (--workers); 1 = this one only
 
+	metricsListen string // --metrics-listen: where Prometheus metrics are served (metrics.go)
+
 	// The token plugin is built once the logger is, since it logs (main.go).
 	tokenPlugin, tokenSource string
 
@@ -106,6 +108,7 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	inetd := fs.Bool("inetd", false, "inetd mode: the listening socket is inherited on fd 0 (no listen address)")
 	wrapMode := fs.String("wrap-mode", "exit", "action when the wrapped program exits: exit, ignore, respawn")
 	healthPath := fs.String("health-path", "", "answer GET and HEAD of this path with 200 OK, for a load balancer's health checks (not in the original)")
+	metricsListen := fs.String("metrics-listen", "", "serve Prometheus metrics at /metrics on [HOST:]PORT (HOST defaults to 127.0.0.1) or a unix socket PATH; never the listen address (not in the original)")
 
 	docs := addDocFlags(fs) // hidden: the build's man page and completions (docflags.go)
 	if err := fs.Parse(args); err != nil {
@@ -321,6 +324,11 @@ func parseArgs(args []string, out io.Writer) (options, error) {
 	}
 	if cfg.ShutdownTimeout, err = parseShutdownTimeout(*shutdownTimeout); err != nil {
 		return opts, err
+	}
+	if *metricsListen != "" {
+		if opts.metricsListen, err = checkMetricsListen(*metricsListen, cfg); err != nil {
+			return opts, err
+		}
 	}
 
 	// Last, once every option is known good: the log opens its file and

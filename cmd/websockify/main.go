@@ -77,6 +77,10 @@ func main() {
 	if opts.wrapArgv != nil {
 		p.startProgram()
 	}
+	stopMetrics, err := p.startMetrics()
+	if err != nil {
+		p.exitMetricsFailed(err)
+	}
 
 	var code int
 	switch {
@@ -85,6 +89,7 @@ func main() {
 	default:
 		code = p.serve()
 	}
+	stopMetrics()
 	if p.prog != nil {
 		p.prog.Stop()
 	}
