@@ -223,13 +223,19 @@ func (l *Limiter) admitOverall(addr string) *codec.HTTPError {
 	return refusal
 }
 
+// takeOverall counts a session toward --max-sessions. A compare-and-swap,
+// not an add undone when over: the count is never seen above the limit.
 func (l *Limiter) takeOverall() *codec.HTTPError {
-	if n := l.open.Add(1); l.cfg.MaxSessions > 0 && n > int64(l.cfg.MaxSessions) {
-		l.open.Add(-1)
-		return &codec.HTTPError{Status: 503, Reason: "Too many sessions, try again later",
-			Header: "Retry-After: " + strconv.Itoa(sessionRetryAfter) + "\r\n"}
+	for {
+		n := l.open.Load()
+		if l.cfg.MaxSessions > 0 && n >= int64(l.cfg.MaxSessions) {
+			return &codec.HTTPError{Status: 503, Reason: "Too many sessions, try again later",
+				Header: "Retry-After: " + strconv.Itoa(sessionRetryAfter) + "\r\n"}
+		}
+		if l.open.CompareAndSwap(n, n+1) {
+			return nil
+		}
 	}
-	return nil
 }
 
 func tooMany(reason string, retryAfter int) *codec.HTTPError {
