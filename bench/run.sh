@@ -317,7 +317,8 @@ token_rounds() {
 
 # The cost of --metrics-listen: our proxy without metrics (ours-metrics-off)
 # and with them (ours-metrics-on), scraped every second over the whole run
-# as Prometheus would, in met_rounds interleaved rounds, the order turning
+# as Prometheus would (the scraper also runs without them, against a port
+# nothing listens on), in met_rounds interleaved rounds, the order turning
 # each round: session set-up, then one-connection throughput down and up.
 # Each scrape answered is counted; the counts go to
 # $results/ours-metrics-scrapes.txt.
@@ -347,28 +348,26 @@ metrics_rounds() {
 		for ((i = 0; i < 2; i++)); do
 			v=${variants[(round - 1 + i) % 2]}
 			for mode in setup down up; do
+				# The scraper runs in both variants, so that its own cost
+				# (a curl started every second) falls on both alike; without
+				# metrics nothing listens on its port and it fails at once.
+				mport=$(bin/loadtest freeport -n 1)
 				met_args=(-proxy-cmd "$ours_cmd")
-				scraper=
-				if [[ $v == on ]]; then
-					mport=$(bin/loadtest freeport -n 1)
-					met_args=(-proxy-cmd "${ours_cmd/"{listen}"/"--metrics-listen 127.0.0.1:$mport {listen}"}")
-					tally=$out/metrics-scrapes.partial
-					: >"$tally"
-					scrape_every_second "$mport" "$tally" &
-					scraper=$!
-				fi
+				[[ $v == on ]] && met_args=(-proxy-cmd "${ours_cmd/"{listen}"/"--metrics-listen 127.0.0.1:$mport {listen}"}")
+				tally=$out/metrics-scrapes.partial
+				: >"$tally"
+				scrape_every_second "$mport" "$tally" &
+				scraper=$!
 				if [[ $mode == setup ]]; then
 					measure "ours-metrics-$v" setup -concurrency 50 -duration "$window" -repeat "$met_windows" -round "$round"
 				else
 					measure "ours-metrics-$v" throughput -dir "$mode" -bytes "$big" -repeat "$met_repeat" -round "$round"
 				fi
-				if [[ -n $scraper ]]; then
-					kill "$scraper" 2>/dev/null
-					wait "$scraper" 2>/dev/null
-					n=$(wc -l <"$tally")
-					echo "round $round $mode: $n scrapes answered" >>"$out/ours-metrics-scrapes.txt"
-					say "ours-metrics-on round $round $mode: $n scrapes answered"
-				fi
+				kill "$scraper" 2>/dev/null
+				wait "$scraper" 2>/dev/null
+				n=$(wc -l <"$tally")
+				echo "round $round $mode, metrics $v: $n scrapes answered" >>"$out/ours-metrics-scrapes.txt"
+				say "ours-metrics-$v round $round $mode: $n scrapes answered"
 			done
 		done
 	done

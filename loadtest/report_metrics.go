@@ -72,7 +72,8 @@ func writeMetricsCost(b *strings.Builder, rs resultSet, ours string) {
 		return
 	}
 	fmt.Fprintf(b, "Our proxy without metrics (label %s-metrics-off) and with `--metrics-listen` (%s-metrics-on), scraped every second "+
-		"for the whole of each run as Prometheus would (bench/results/ours-metrics-scrapes.txt counts the scrapes answered), "+
+		"for the whole of each run as Prometheus would (bench/results/ours-metrics-scrapes.txt counts the scrapes answered; "+
+		"the same scraper runs without metrics too, against a port nothing listens on, so that its own cost falls on both), "+
 		"in interleaved rounds, the order turning each round, so that drift in the machine's load falls on both alike. "+
 		"Each round measures session set-up as in \"Session set-up rate\", then one-connection throughput each way. "+
 		"**on / off** is a round's median with metrics over the median without, in the same round: the median over the rounds and the worst round. "+

@@ -34,15 +34,7 @@ type reloadCA struct {
 
 func newReloadCA(t *testing.T) *reloadCA {
 	key := newKey(t)
-	tmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "reload test CA"},
-		NotBefore:             time.Now().Add(-time.Hour),
-		NotAfter:              time.Now().Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
+	tmpl := caTemplate("reload test CA")
 	cert, err := x509.ParseCertificate(mustCert(t, tmpl, tmpl, &key.PublicKey, key))
 	if err != nil {
 		t.Fatal(err)

@@ -36,21 +36,26 @@ type testPKI struct {
 	serverKey  *ecdsa.PrivateKey
 }
 
-func newPKI(t testing.TB) *testPKI {
-	t.Helper()
-	dir := t.TempDir()
-	pk := &testPKI{dir: dir, pool: x509.NewCertPool()}
-
-	caKey := newKey(t)
-	caTmpl := &x509.Certificate{
+// caTemplate is a test CA's certificate, valid for a day around now.
+func caTemplate(cn string) *x509.Certificate {
+	return &x509.Certificate{
 		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "websockify test CA"},
+		Subject:               pkix.Name{CommonName: cn},
 		NotBefore:             time.Now().Add(-time.Hour),
 		NotAfter:              time.Now().Add(24 * time.Hour),
 		IsCA:                  true,
 		BasicConstraintsValid: true,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
 	}
+}
+
+func newPKI(t testing.TB) *testPKI {
+	t.Helper()
+	dir := t.TempDir()
+	pk := &testPKI{dir: dir, pool: x509.NewCertPool()}
+
+	caKey := newKey(t)
+	caTmpl := caTemplate("websockify test CA")
 	caDER := mustCert(t, caTmpl, caTmpl, &caKey.PublicKey, caKey)
 	caCert, _ := x509.ParseCertificate(caDER)
 	pk.pool.AddCert(caCert)
