@@ -47,7 +47,7 @@ func runHold(e *env) error {
 	}
 	closeAll(warm)
 	time.Sleep(500 * time.Millisecond)
-	before, sockBefore := treeMemory(e.proxyPID), readSockstat()
+	before, sockBefore, slabBefore := treeMemory(e.proxyPID), readSockstat(), readSlabinfo()
 	res.MemBefore, res.SockBefore = &before, &sockBefore
 
 	g := startGuard(memAvailableCheck(cfg.minAvailMiB << 20))
@@ -63,12 +63,20 @@ func runHold(e *env) error {
 	res.Errors.merge(ramp.errors)
 
 	time.Sleep(cfg.settle)
-	after, sockAfter := treeMemory(e.proxyPID), readSockstat()
+	after, sockAfter, slabAfter := treeMemory(e.proxyPID), readSockstat(), readSlabinfo()
 	res.MemAfter, res.SockAfter = &after, &sockAfter
 	if held == 0 {
 		return errors.New("no session could be held: " + ramp.stop)
 	}
 	res.PerSession = perSessionOf(before, after, sockBefore, sockAfter, held)
+	// The settled reading is one more point of the curve, the best one.
+	res.MemCurve = append(res.MemCurve, memPoint{Sessions: held, PrivateDirty: after.PrivateDirty, RSS: after.RSS, TCPMemBytes: sockAfter.TCPMemByte})
+	res.MemFit = fitMemory(res.MemCurve)
+	res.Slab = slabPerSession(slabBefore, slabAfter, held)
+	if res.MemFit != nil {
+		fmt.Fprintf(os.Stderr, "hold: %s per session by the slope of %d readings (R² %.4f), intercept %s\n",
+			fmtBytes(res.MemFit.BytesPerSession), res.MemFit.Points, res.MemFit.R2, fmtBytes(res.MemFit.InterceptBytes))
+	}
 
 	// Prove the sessions are still there, not just counted: a proxy that
 	// dropped them would otherwise look very cheap.
@@ -137,6 +145,8 @@ func holdSessions(e *env, shouldStop func() string) *holdRamp {
 		r.holders = append(r.holders, h)
 	}
 
+	// Readings every twentieth of the way (and every 2 s) are the points
+	// the memory per session is fitted to.
 	step := max(100, cfg.conns/20)
 	next := step
 	idle := treeMemory(e.proxyPID)

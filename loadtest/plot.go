@@ -145,7 +145,7 @@ func (ticks125) Ticks(lo, hi float64) []plot.Tick {
 func legendName(r *Result) string {
 	name := fmt.Sprintf("%s: %d sessions", r.Label, r.ConnsOpen)
 	if r.PerSession != nil {
-		name += fmt.Sprintf(", %s each", fmtBytes(r.PerSession.PrivateDirty))
+		name += fmt.Sprintf(", %s each", fmtBytes(heldBytesPerSession(r)))
 	}
 	if r.StopReason != "" {
 		name += " (stopped)"
