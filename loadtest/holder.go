@@ -134,7 +134,9 @@ func holderMain(args []string) error {
 }
 
 // checkAlive re-checks up to n of conns, spread evenly, with a round trip;
-// every one when n is 0 or more than there are.
+// every one when n is 0 or more than there are. A few sessions are checked
+// at a time, so one that does not answer costs its timeout once, not the
+// whole check's time.
 func checkAlive(conns []*echoConn, n int, timeout time.Duration) aliveReport {
 	var r aliveReport
 	if len(conns) == 0 {
@@ -144,18 +146,37 @@ func checkAlive(conns []*echoConn, n int, timeout time.Duration) aliveReport {
 		n = len(conns)
 	}
 	step := max(1, len(conns)/n)
-	for i := 0; i < len(conns) && r.Checked < n; i += step {
-		c := conns[i]
-		r.Checked++
-		_ = c.s.conn.SetDeadline(time.Now().Add(timeout))
-		if err := c.s.roundTrip(c.wire, c.want, c.got); err != nil {
-			r.Errors.add(fmt.Errorf("alive check: %w", err))
-			continue
-		}
-		r.OK++
+	picks := make(chan *echoConn)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range aliveParallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range picks {
+				_ = c.s.conn.SetDeadline(time.Now().Add(timeout))
+				err := c.s.roundTrip(c.wire, c.want, c.got)
+				mu.Lock()
+				r.Checked++
+				if err != nil {
+					r.Errors.add(fmt.Errorf("alive check: %w", err))
+				} else {
+					r.OK++
+				}
+				mu.Unlock()
+			}
+		}()
 	}
+	for i, k := 0, 0; i < len(conns) && k < n; i, k = i+step, k+1 {
+		picks <- conns[i]
+	}
+	close(picks)
+	wg.Wait()
 	return r
 }
+
+// aliveParallel is how many sessions a holder re-checks at once.
+const aliveParallel = 8
 
 // holderProc is a running holder child, seen from the parent.
 type holderProc struct {

@@ -28,7 +28,7 @@ const (
 	targetThroughputRatio = 0.8
 	targetSetupRatio      = 0.8
 	targetBytesPerSession = 2048
-	targetScaleSessions   = 50000 // held by our proxy with --workers (label ours-workers)
+	targetScaleSessions   = 100000 // held by our proxy with --workers (label ours-workers)
 )
 
 type reportFlags struct {
@@ -210,7 +210,7 @@ func writeReport(b *strings.Builder, all []*Result, f *reportFlags) {
 	writeStall(b, rs, labelsFor("stall"))
 	if f.plot != "" {
 		b.WriteString("### Memory against sessions held\n\n")
-		b.WriteString("The proxy's memory (private dirty, whole process tree) above its reading before the first session, " +
+		b.WriteString("The proxy's memory (private dirty, whole process tree) above its idle memory (the intercept of the line fitted to the readings), " +
 			"read every twentieth of the way (and every 2 s) while each hold run opened its sessions; both axes logarithmic. " +
 			"Drawn by `loadtest plot` from the same results.\n\n")
 		fmt.Fprintf(b, "![proxy memory against sessions held](%s)\n\n", f.plot)
@@ -461,6 +461,7 @@ func writeHold(b *strings.Builder, rs resultSet, labels []string) {
 			slabCell(r.Slab), r.AliveOK, r.AliveChecked, orDash(oneLine(r.StopReason)))
 	}
 	b.WriteString("\n")
+	writeHoldLimits(b, rs, labels)
 }
 
 // slabCell is a hold's kernel memory per session, or "-" when the run could
