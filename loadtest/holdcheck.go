@@ -98,9 +98,10 @@ func preflight(cfg *settings, tune bool) ([]string, error) {
 		if n.perPair+portSpare <= 65535-1024+1 {
 			fix = &sysctlChange{"/proc/sys/net/ipv4/ip_local_port_range", fmt.Sprintf("%d\t%d", lo, hi), "1024 65535"}
 		}
-		refusal := fmt.Sprintf("sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\" (%d connections per target port need %d ports)", n.perPair, n.perPair+portSpare)
+		spread := (n.conns + avail - portSpare - 1) / max(1, avail-portSpare)
+		refusal := fmt.Sprintf("sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\" (%d connections per target port need %d ports), or spread them with -target-ports %d", n.perPair, n.perPair+portSpare, spread)
 		if fix == nil {
-			refusal = fmt.Sprintf("%d connections to one target port exceed any port range: spread them with -target-ports %d", n.perPair, (n.conns+60000)/60000)
+			refusal = fmt.Sprintf("%d connections to one target port exceed any port range: spread them with -target-ports %d (or %d with the range widened)", n.perPair, spread, (n.conns+64511-portSpare)/(64512-portSpare))
 		}
 		check(fits, line, fix, refusal)
 	}
@@ -150,7 +151,7 @@ func preflight(cfg *settings, tune bool) ([]string, error) {
 		line := fmt.Sprintf("RLIMIT_NOFILE hard %d for %d descriptors per proxy process (%d sessions over %d)", rl.Max, n.perProcFDs, n.conns, n.proxyProcs)
 		procs := (2*n.conns*11/10)/max(1, int(rl.Max)-fdSlack) + 1
 		check(uint64(n.perProcFDs) <= rl.Max, line, nil,
-			fmt.Sprintf("the proxy needs %d descriptors per process under a hard limit of %d: run it with --workers %d or more (and -proxy-procs to match), or raise ulimit -Hn", n.perProcFDs, rl.Max, procs))
+			fmt.Sprintf("the proxy needs %d descriptors per process under a hard limit of %d: run it with --workers %d or more, or raise ulimit -Hn", n.perProcFDs, rl.Max, procs))
 	}
 
 	if len(refusals) > 0 {

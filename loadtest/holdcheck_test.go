@@ -33,7 +33,7 @@ func TestPreflightRefusesWhatCannotFit(t *testing.T) {
 	if err == nil {
 		t.Fatalf("100,000 sessions to one port through one process accepted: %q", lines)
 	}
-	wants := []string{"-target-ports 2", "-tune-kernel"}
+	wants := []string{"2 with the range widened", "-tune-kernel"}
 	var rl syscall.Rlimit
 	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl) == nil && rl.Max < 200000 {
 		wants = append(wants, "--workers")
