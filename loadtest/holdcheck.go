@@ -81,7 +81,7 @@ func preflight(cfg *settings, tune bool) ([]string, error) {
 			lines = append(lines, "ok: "+line)
 		case tune && fix != nil:
 			changes = append(changes, *fix)
-			lines = append(lines, fmt.Sprintf("raised for the run: %s (%s, was %q, now %q)", line, sysctlName(fix.path), fix.old, fix.new))
+			lines = append(lines, fmt.Sprintf("raised for the run: %s: %s was \"%s\", now \"%s\"", line, sysctlName(fix.path), fix.old, fix.new))
 		default:
 			lines = append(lines, "too low: "+line)
 			refusals = append(refusals, refusal)
@@ -96,7 +96,7 @@ func preflight(cfg *settings, tune bool) ([]string, error) {
 		fits := n.perPair+portSpare <= avail
 		var fix *sysctlChange
 		if n.perPair+portSpare <= 65535-1024+1 {
-			fix = &sysctlChange{"/proc/sys/net/ipv4/ip_local_port_range", fmt.Sprintf("%d\t%d", lo, hi), "1024 65535"}
+			fix = &sysctlChange{"/proc/sys/net/ipv4/ip_local_port_range", fmt.Sprintf("%d %d", lo, hi), "1024 65535"}
 		}
 		spread := (n.conns + avail - portSpare - 1) / max(1, avail-portSpare)
 		refusal := fmt.Sprintf("sysctl -w net.ipv4.ip_local_port_range=\"1024 65535\" (%d connections per target port need %d ports), or spread them with -target-ports %d", n.perPair, n.perPair+portSpare, spread)
@@ -125,7 +125,7 @@ func preflight(cfg *settings, tune bool) ([]string, error) {
 			newMem := fmt.Sprintf("%d %d %d", max(needPages, mustInt(f[0])), 2*needPages, 3*needPages)
 			check(used+n.tcpMemBytes <= pressure*page,
 				fmt.Sprintf("net.ipv4.tcp_mem pressure %s for %s in use + %s", fmtBytes(float64(pressure*page)), fmtBytes(float64(used)), fmtBytes(float64(n.tcpMemBytes))),
-				&sysctlChange{"/proc/sys/net/ipv4/tcp_mem", strings.Join(f, "\t"), newMem},
+				&sysctlChange{"/proc/sys/net/ipv4/tcp_mem", strings.Join(f, " "), newMem},
 				fmt.Sprintf("sysctl -w net.ipv4.tcp_mem=\"%s\"", newMem))
 		}
 	}
@@ -173,10 +173,10 @@ func preflight(cfg *settings, tune bool) ([]string, error) {
 func restoreSysctls(changes []sysctlChange) {
 	for _, c := range changes {
 		if err := os.WriteFile(c.path, []byte(c.old), 0o644); err != nil {
-			fmt.Fprintf(os.Stderr, "hold: could not restore %s to %q: %v\n", sysctlName(c.path), c.old, err)
+			fmt.Fprintf(os.Stderr, "hold: could not restore %s to \"%s\": %v\n", sysctlName(c.path), c.old, err)
 			continue
 		}
-		fmt.Fprintf(os.Stderr, "hold: %s restored to %q\n", sysctlName(c.path), c.old)
+		fmt.Fprintf(os.Stderr, "hold: %s restored to \"%s\"\n", sysctlName(c.path), c.old)
 	}
 }
 
