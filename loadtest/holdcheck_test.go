@@ -65,7 +65,7 @@ func TestHolderCountAndTokens(t *testing.T) {
 	bad := []settings{
 		{mode: "hold", targetPorts: 4, proxyCmd: "bin/websockify {listen} {target}"},
 		{mode: "hold", targetPorts: 4, proxyURL: "ws://127.0.0.1:1/"},
-		{mode: "hold", targetPorts: 0},
+		{mode: "hold", targetPorts: -1},
 		{mode: "hold", targetPorts: 1, aliveSample: -1},
 	}
 	for _, c := range bad {

@@ -22,6 +22,9 @@ const tokenFilePlaceholder = "{token_file}"
 
 // checkHold checks the hold mode's own flags.
 func (c *settings) checkHold() error {
+	if c.targetPorts == 0 {
+		c.targetPorts = 1 // settings built without the flags
+	}
 	if c.targetPorts < 1 {
 		return errors.New("-target-ports must be at least 1")
 	}
