@@ -25,7 +25,7 @@ import (
 //
 // A holder talks to its parent in lines. On stdout: "OPENED n" while it
 // ramps, then "HELD {json}" when it is done opening, and "ALIVE {json}" for
-// each check. On stdin: "STOP" ends the ramp early, "CHECK k" re-checks k
+// each check. On stdin: "STOP" ends the ramp early, "CHECK k" re-checks k (0: all)
 // held sessions with a round trip, and end of input closes everything.
 
 // holderReport is the HELD line's payload.
@@ -133,25 +133,50 @@ func holderMain(args []string) error {
 	return nil
 }
 
-// checkAlive re-checks up to n of conns, spread evenly, with a round trip.
+// checkAlive re-checks up to n of conns, spread evenly, with a round trip;
+// every one when n is 0 or more than there are. A few sessions are checked
+// at a time, so one that does not answer costs its timeout once, not the
+// whole check's time.
 func checkAlive(conns []*echoConn, n int, timeout time.Duration) aliveReport {
 	var r aliveReport
-	if n <= 0 || len(conns) == 0 {
+	if len(conns) == 0 {
 		return r
 	}
-	step := max(1, len(conns)/n)
-	for i := 0; i < len(conns) && r.Checked < n; i += step {
-		c := conns[i]
-		r.Checked++
-		_ = c.s.conn.SetDeadline(time.Now().Add(timeout))
-		if err := c.s.roundTrip(c.wire, c.want, c.got); err != nil {
-			r.Errors.add(fmt.Errorf("alive check: %w", err))
-			continue
-		}
-		r.OK++
+	if n <= 0 || n > len(conns) {
+		n = len(conns)
 	}
+	step := max(1, len(conns)/n)
+	picks := make(chan *echoConn)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range aliveParallel {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for c := range picks {
+				_ = c.s.conn.SetDeadline(time.Now().Add(timeout))
+				err := c.s.roundTrip(c.wire, c.want, c.got)
+				mu.Lock()
+				r.Checked++
+				if err != nil {
+					r.Errors.add(fmt.Errorf("alive check: %w", err))
+				} else {
+					r.OK++
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for i, k := 0, 0; i < len(conns) && k < n; i, k = i+step, k+1 {
+		picks <- conns[i]
+	}
+	close(picks)
+	wg.Wait()
 	return r
 }
+
+// aliveParallel is how many sessions a holder re-checks at once.
+const aliveParallel = 8
 
 // holderProc is a running holder child, seen from the parent.
 type holderProc struct {
@@ -163,14 +188,15 @@ type holderProc struct {
 	exited chan struct{}
 }
 
-// startHolder starts a holder child that opens conns sessions from src.
-func startHolder(e *env, src string, conns, parallel int) (*holderProc, error) {
+// startHolder starts a holder child that opens conns sessions to proxyURL
+// from src.
+func startHolder(e *env, proxyURL, src string, conns, parallel int) (*holderProc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	cfg := e.cfg
-	args := []string{"holder", "-proxy", e.client.url.String(), "-src", src,
+	args := []string{"holder", "-proxy", proxyURL, "-src", src,
 		"-conns", strconv.Itoa(conns), "-dial-parallel", strconv.Itoa(parallel),
 		"-max-fail", strconv.Itoa(cfg.maxFail), "-ramp-timeout", cfg.rampTimeout.String(),
 		"-op-timeout", cfg.opTimeout.String()}
@@ -232,9 +258,8 @@ func (h *holderProc) waitHeld(limit time.Duration) (holderReport, error) {
 	}
 }
 
-// check asks the holder to re-check n sessions.
-func (h *holderProc) check(n int, limit time.Duration) (aliveReport, error) {
-	h.send("CHECK " + strconv.Itoa(n))
+// aliveReport waits for the answer to a CHECK sent to the holder.
+func (h *holderProc) aliveReport(limit time.Duration) (aliveReport, error) {
 	select {
 	case r := <-h.alive:
 		return r, nil

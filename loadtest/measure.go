@@ -55,6 +55,9 @@ type settings struct {
 	settle       time.Duration
 	minAvailMiB  int64
 	aliveSample  int
+	targetPorts  int  // hold: echo targets on this many ports behind a TokenFile
+	proxyProcs   int  // hold: processes the proxy spreads sessions over (-1: from --workers)
+	tuneKernel   bool // hold: raise the sysctls the pre-flight finds too low, for the run
 
 	// stall
 	proveBytes     int64
@@ -125,7 +128,10 @@ func runMeasurement(mode string, args []string) error {
 		fs.IntVar(&cfg.maxFail, "max-fail", 100, "stop opening after this many failures")
 		fs.DurationVar(&cfg.settle, "settle", 2*time.Second, "wait between the last open and the memory reading")
 		fs.Int64Var(&cfg.minAvailMiB, "min-avail-mib", 3072, "stop opening when the machine's MemAvailable falls below this")
-		fs.IntVar(&cfg.aliveSample, "alive-sample", 100, "held sessions re-checked with a round trip after the memory reading")
+		fs.IntVar(&cfg.aliveSample, "alive-sample", 0, "held sessions re-checked with a round trip after the memory reading (0: every one)")
+		fs.IntVar(&cfg.targetPorts, "target-ports", 1, "echo targets on this many ports of 127.0.0.1, reached through a TokenFile the tool writes (tokens t0, t1, ...; the holders' sessions spread evenly over them): -proxy-cmd must pass {token_file} to --token-source")
+		fs.IntVar(&cfg.proxyProcs, "proxy-procs", -1, "processes the proxy spreads its sessions over, for the descriptor check (-1: --workers N in -proxy-cmd, else 1; 0: it forks one per session)")
+		fs.BoolVar(&cfg.tuneKernel, "tune-kernel", false, "raise the sysctls the pre-flight check finds too low (port range, nf_conntrack_max, tcp_mem, file-max, nr_open) for the run and restore them after it (root)")
 	case "stall":
 		fs.IntVar(&cfg.conns, "conns", 1000, "sessions to stall")
 		fs.Int64Var(&cfg.proveBytes, "prove", 64<<10, "bytes each session reads and checks before it stops reading")
@@ -172,7 +178,17 @@ func runMeasurement(mode string, args []string) error {
 	})
 
 	res.LoadAvg1 = loadAverage()
-	e, err := setUp(cfg, res)
+	var err error
+	if mode == "hold" {
+		res.Preflight, err = preflight(cfg, cfg.tuneKernel)
+		for _, l := range res.Preflight {
+			fmt.Fprintln(os.Stderr, "hold: pre-flight: "+l)
+		}
+	}
+	var e *env
+	if err == nil {
+		e, err = setUp(cfg, res)
+	}
 	if err == nil {
 		var extra []int
 		if cfg.backendPID > 0 {
@@ -241,6 +257,11 @@ func (c *settings) check() error {
 	if c.round < 0 {
 		return errors.New("-round must not be negative")
 	}
+	if c.mode == "hold" {
+		if err := c.checkHold(); err != nil {
+			return err
+		}
+	}
 	if c.mode == "throughput" && c.dir != "down" && c.dir != "up" {
 		return fmt.Errorf("-dir %q: want down or up", c.dir)
 	}
@@ -297,7 +318,14 @@ func setUp(cfg *settings, res *Result) (*env, error) {
 	if err := checkLoopback(cfg.target); err != nil {
 		return nil, err
 	}
-	tgt, err := startTargets(kind, cfg.target, targetBytes(cfg), cfg.conns)
+	proxyCmd := cfg.proxyCmd
+	var tgt *targetProc
+	var err error
+	if cfg.targetPorts > 1 {
+		tgt, proxyCmd, err = startTokenTargets(cfg, kind)
+	} else {
+		tgt, err = startTargets(kind, cfg.target, targetBytes(cfg), cfg.conns)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("target: %w", err)
 	}
@@ -306,7 +334,7 @@ func setUp(cfg *settings, res *Result) (*env, error) {
 	res.Proxy = proxyURL
 	if cfg.proxyCmd != "" {
 		res.Proxy = cfg.proxyCmd
-		p, err := startProxy(cfg.proxyCmd, tgt.addr, cfg.proxyLog)
+		p, err := startProxy(proxyCmd, tgt.addr, cfg.proxyLog)
 		if err != nil {
 			return nil, err
 		}

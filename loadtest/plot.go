@@ -60,8 +60,11 @@ var plotColors = []color.Color{
 }
 
 // writeMemoryPlot draws one line per hold result: the proxy's private dirty
-// memory (its whole process tree) above what it used before the first
-// session, against sessions open. Both axes are logarithmic: the proxies
+// memory (its whole process tree) above its idle memory, against sessions
+// open. Idle memory is the intercept of the line fitted to the curve (the
+// reading before the first session for results without a fit): a heap that
+// is still shrinking from start-up when the ramp begins would otherwise put
+// the first points below zero, off a log axis. Both axes are logarithmic: the proxies
 // differ by three orders of magnitude in memory per session and by two in
 // how many sessions they reach.
 func writeMemoryPlot(path, title string, holds []*Result) error {
@@ -78,6 +81,9 @@ func writeMemoryPlot(path, title string, holds []*Result) error {
 	maxSessions, minY := 0.0, 0.0
 	for i, r := range holds {
 		base := r.MemCurve[0].PrivateDirty
+		if f := r.MemFit; f != nil && f.Points >= minFitPoints {
+			base = int64(f.InterceptBytes)
+		}
 		var pts plotter.XYs
 		for _, m := range r.MemCurve {
 			above := float64(m.PrivateDirty-base) / mib
@@ -145,7 +151,7 @@ func (ticks125) Ticks(lo, hi float64) []plot.Tick {
 func legendName(r *Result) string {
 	name := fmt.Sprintf("%s: %d sessions", r.Label, r.ConnsOpen)
 	if r.PerSession != nil {
-		name += fmt.Sprintf(", %s each", fmtBytes(r.PerSession.PrivateDirty))
+		name += fmt.Sprintf(", %s each", fmtBytes(heldBytesPerSession(r)))
 	}
 	if r.StopReason != "" {
 		name += " (stopped)"

@@ -59,9 +59,9 @@ func wssVerdicts(v verdicts, rs resultSet, ours string) {
 		return
 	}
 	all := h.ConnsOpen == h.ConnsWanted && h.AliveOK == h.AliveChecked
-	v.row(name, fmt.Sprintf("%s private dirty, %d of %d held (%s: %s)", fmtBytes(h.PerSession.PrivateDirty), h.ConnsOpen, h.ConnsWanted,
+	v.row(name, fmt.Sprintf("%s private dirty, %d of %d held (%s: %s)", fmtBytes(heldBytesPerSession(h)), h.ConnsOpen, h.ConnsWanted,
 		wssBaselineDate, fmtBytes(wssBaselineSessionB)),
-		all && h.PerSession.PrivateDirty <= targetWSSBytesPerSession, true, h)
+		all && heldBytesPerSession(h) <= targetWSSBytesPerSession, true, h)
 }
 
 // stallCPUPer1000 scales a stall run's CPU to 1,000 sessions: up, linearly,
@@ -201,11 +201,11 @@ func writeWSS(b *strings.Builder, rs resultSet, ours string) {
 		if s, ok := missing(r); ok {
 			return s
 		}
-		return fmt.Sprintf("%s (%d held, %d of %d echoing)", fmtBytes(r.PerSession.PrivateDirty), r.ConnsOpen, r.AliveOK, r.AliveChecked)
+		return fmt.Sprintf("%s (%d held, %d of %d echoing)", fmtBytes(heldBytesPerSession(r)), r.ConnsOpen, r.AliveOK, r.AliveChecked)
 	}
 	q := "-"
-	if ws != nil && hold != nil && ws.PerSession != nil && hold.PerSession != nil && ws.PerSession.PrivateDirty > 0 {
-		q = fmt.Sprintf("%.1f", hold.PerSession.PrivateDirty/ws.PerSession.PrivateDirty)
+	if ws != nil && hold != nil && ws.PerSession != nil && hold.PerSession != nil && heldBytesPerSession(ws) > 0 {
+		q = fmt.Sprintf("%.1f", heldBytesPerSession(hold)/heldBytesPerSession(ws))
 	}
 	fmt.Fprintf(b, "| proxy memory per held session, private dirty | %s | %s | %s | %s (2000 held) | %.0f | - | %s |\n\n",
 		memCell(ws), memCell(hold), q, fmtBytes(wssBaselineSessionB), wssBaselineMemRatio, commitsOfSome(ws, hold))

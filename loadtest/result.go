@@ -77,6 +77,9 @@ type Result struct {
 	SettleSeconds float64       `json:"settle_s,omitempty"`
 	Holders       int           `json:"holders,omitempty"`   // client processes holding the sessions
 	MemCurve      []memPoint    `json:"mem_curve,omitempty"` // proxy memory as sessions were opened
+	MemFit        *memFit       `json:"mem_fit,omitempty"`   // line through MemCurve: memory per session is its slope
+	Slab          *slabUse      `json:"slab,omitempty"`      // kernel slab memory per session (root only)
+	Preflight     []string      `json:"preflight,omitempty"` // kernel limits checked, and any changed for the run
 
 	// stall (with the hold fields above: memory at the plateau, sessions
 	// that read on correctly after it, and ProxyCPU while stalled)
@@ -239,8 +242,8 @@ func summarize(r *Result) string {
 	case "hold":
 		s = fmt.Sprintf("hold %s: %d/%d sessions held", r.Label, r.ConnsOpen, r.ConnsWanted)
 		if p := r.PerSession; p != nil {
-			s += fmt.Sprintf(", proxy memory per session: %s private dirty, %s PSS, %s RSS (%d processes); kernel TCP memory %s/session; %d/%d still echoing",
-				fmtBytes(p.PrivateDirty), fmtBytes(p.PSS), fmtBytes(p.RSS), r.MemAfter.Procs, fmtBytes(p.TCPMemBytes), r.AliveOK, r.AliveChecked)
+			s += fmt.Sprintf(", proxy memory per session: %s private dirty by the slope (%s by two readings), %s PSS, %s RSS (%d processes); kernel slab %s/session; %d/%d still echoing",
+				fmtBytes(heldBytesPerSession(r)), fmtBytes(p.PrivateDirty), fmtBytes(p.PSS), fmtBytes(p.RSS), r.MemAfter.Procs, slabCell(r.Slab), r.AliveOK, r.AliveChecked)
 		}
 	case "stall":
 		s = fmt.Sprintf("stall %s: %d/%d sessions stalled", r.Label, r.ConnsOpen, r.ConnsWanted)
