@@ -1,0 +1,198 @@
+package wsclient
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/tls"
+	"encoding/base64"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Request is a HyBi upgrade request. The zero value, filled by Fill, is a
+// plain version 13 request for "/" on host localhost.
+type Request struct {
+	Path      string   // "/" when empty
+	Host      string   // "localhost" when empty
+	Key       string   // Sec-WebSocket-Key; random when empty
+	Version   string   // "13" when empty
+	NoVersion bool     // omit Sec-WebSocket-Version
+	NoKey     bool     // omit Sec-WebSocket-Key
+	Protocol  string   // Sec-WebSocket-Protocol value; omitted when empty
+	Extra     []string // further header lines, without CRLF
+}
+
+// Fill sets the defaults of the empty fields, drawing a random key.
+func (r *Request) Fill() {
+	if r.Path == "" {
+		r.Path = "/"
+	}
+	if r.Host == "" {
+		r.Host = "localhost"
+	}
+	if r.Key == "" && !r.NoKey {
+		r.Key = RandomKey()
+	}
+	if r.Version == "" {
+		r.Version = "13"
+	}
+}
+
+// String is the request head as sent, blank line included.
+func (r Request) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n", r.Path, r.Host)
+	if !r.NoKey {
+		fmt.Fprintf(&b, "Sec-WebSocket-Key: %s\r\n", r.Key)
+	}
+	if !r.NoVersion {
+		fmt.Fprintf(&b, "Sec-WebSocket-Version: %s\r\n", r.Version)
+	}
+	if r.Protocol != "" {
+		fmt.Fprintf(&b, "Sec-WebSocket-Protocol: %s\r\n", r.Protocol)
+	}
+	for _, h := range r.Extra {
+		b.WriteString(h + "\r\n")
+	}
+	b.WriteString("\r\n")
+	return b.String()
+}
+
+// RandomKey is a fresh Sec-WebSocket-Key.
+func RandomKey() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return base64.StdEncoding.EncodeToString(b[:])
+}
+
+// AcceptKey is the Sec-WebSocket-Accept answer to key (RFC 6455 4.2.2).
+func AcceptKey(key string) string {
+	h := sha1.Sum([]byte(key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"))
+	return base64.StdEncoding.EncodeToString(h[:])
+}
+
+// defaultReadBuffer is the read buffer of a Conn when Options do not say.
+const defaultReadBuffer = 64 << 10
+
+// Handshake sends req (after Fill) on nc, followed by o.First in the same
+// write, and checks the 101 reply. o.Timeout and o.ReadBuffer apply; the
+// other options are Dial's. On error nc is left open.
+func Handshake(nc net.Conn, req Request, o Options) (*Conn, error) {
+	req.Fill()
+	c := newConn(nc, o)
+	if err := c.WriteRaw(append([]byte(req.String()), o.First...)); err != nil {
+		return nil, fmt.Errorf("write handshake: %w", err)
+	}
+	resp, err := c.readResponse()
+	if err != nil {
+		return nil, fmt.Errorf("read handshake reply: %w", err)
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 1000))
+		return nil, fmt.Errorf("handshake: status %d %q, want 101", resp.StatusCode, body)
+	}
+	if got, want := resp.Header.Get("Sec-WebSocket-Accept"), AcceptKey(req.Key); got != want {
+		return nil, fmt.Errorf("Sec-WebSocket-Accept %q, want %q", got, want)
+	}
+	if !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") {
+		return nil, fmt.Errorf("Upgrade header %q", resp.Header.Get("Upgrade"))
+	}
+	if !strings.EqualFold(resp.Header.Get("Connection"), "upgrade") {
+		return nil, fmt.Errorf("Connection header %q", resp.Header.Get("Connection"))
+	}
+	c.resp = resp
+	c.base64 = resp.Header.Get("Sec-WebSocket-Protocol") == "base64"
+	return c, nil
+}
+
+func (c *Conn) readResponse() (*http.Response, error) {
+	c.readDeadline()
+	return http.ReadResponse(c.br, nil)
+}
+
+// Options are Dial's settings; the zero value dials ws:// with no
+// subprotocol and no timeout.
+type Options struct {
+	Protocol  string        // subprotocol to offer ("binary", "base64"); required back when set
+	Extra     []string      // further request header lines
+	Timeout   time.Duration // bounds the dial and, when not 0, each later read and write
+	TLSConfig *tls.Config   // for wss://; nil: the system roots
+
+	ReadBuffer int    // size of the Conn's read buffer; 0: 64 KiB
+	First      []byte // bytes sent right after the request, in the same write (a first frame, say)
+}
+
+// Dial connects to a ws:// or wss:// URL and performs the HyBi handshake.
+func Dial(ctx context.Context, rawURL string, o Options) (*Conn, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	port := u.Port()
+	switch u.Scheme {
+	case "ws":
+		if port == "" {
+			port = "80"
+		}
+	case "wss":
+		if port == "" {
+			port = "443"
+		}
+	default:
+		return nil, fmt.Errorf("URL %q: want ws:// or wss://", rawURL)
+	}
+	d := net.Dialer{Timeout: o.Timeout}
+	nc, err := d.DialContext(ctx, "tcp", net.JoinHostPort(u.Hostname(), port))
+	if err != nil {
+		return nil, err
+	}
+	if u.Scheme == "wss" {
+		cfg := o.TLSConfig
+		if cfg == nil {
+			cfg = &tls.Config{}
+		}
+		if cfg.ServerName == "" {
+			cfg = cfg.Clone()
+			cfg.ServerName = u.Hostname()
+		}
+		tc := tls.Client(nc, cfg)
+		if o.Timeout > 0 {
+			_ = nc.SetDeadline(time.Now().Add(o.Timeout))
+		}
+		if err := tc.HandshakeContext(ctx); err != nil {
+			nc.Close()
+			return nil, err
+		}
+		_ = nc.SetDeadline(time.Time{})
+		nc = tc
+	}
+	path := u.RequestURI()
+	c, err := Handshake(nc, Request{Path: path, Host: u.Host, Protocol: o.Protocol, Extra: o.Extra}, o)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if o.Protocol != "" && c.Protocol() != o.Protocol {
+		nc.Close()
+		return nil, fmt.Errorf("asked for subprotocol %q, got %q", o.Protocol, c.Protocol())
+	}
+	return c, nil
+}
+
+// newConn wraps nc with a random masking key.
+func newConn(nc net.Conn, o Options) *Conn {
+	size := o.ReadBuffer
+	if size <= 0 {
+		size = defaultReadBuffer
+	}
+	c := &Conn{nc: nc, br: bufio.NewReaderSize(nc, size), timeout: o.Timeout}
+	_, _ = rand.Read(c.mask[:])
+	return c
+}
