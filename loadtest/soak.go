@@ -20,6 +20,10 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/gobwas/ws"
+
+	"github.com/gowebsockify/websockify/wsclient"
 )
 
 // The soak mode runs a proxy for a long time under a mix of verified traffic
@@ -289,14 +293,14 @@ func (s *soakStats) fail(kind string, err error) {
 // causeOf names the class of a session's end, for the error table; empty for
 // time-outs, which errorTally marks itself.
 func causeOf(err error) string {
-	var cl *wsClosed
+	var cl *wsclient.CloseError
 	var ne net.Error
 	var pe *phaseError
 	switch {
 	case errors.As(err, &pe) && pe.phase == "handshake":
 		return "handshake"
 	case errors.As(err, &cl):
-		return fmt.Sprintf("close-%d", cl.code)
+		return fmt.Sprintf("close-%d", cl.Code)
 	case errors.As(err, &ne) && ne.Timeout():
 		return ""
 	case errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.EPIPE):
@@ -352,7 +356,7 @@ func (r *soakRun) ended(kind string, err error, e int64) {
 	if err == nil {
 		return
 	}
-	var cl *wsClosed
+	var cl *wsclient.CloseError
 	switch {
 	case r.affected(e) && errors.As(err, &cl):
 		r.st.affected.Add(1)
@@ -804,7 +808,7 @@ func (r *soakRun) resetMidEcho(rng *mrand.Rand) {
 	c.deadline(r.cfg.opTimeout)
 	msg := make([]byte, 1+(256<<10))
 	msg[0] = opEcho
-	wire := maskedFrame(0x2, msg, c.s.mask)
+	wire := c.s.frame(msg)
 	if _, err := c.s.conn.Write(wire[:len(wire)/2+rng.IntN(len(wire)/4)]); err != nil {
 		r.ended("client-reset", err, e)
 	}
@@ -888,19 +892,18 @@ func (r *soakRun) badFrame(rng *mrand.Rand) {
 	}
 	var wire []byte
 	var what string
+	bad := []byte("bad")
 	switch rng.IntN(5) {
 	case 0:
-		what, wire = "unmasked client frame", []byte{0x82, 0x03, 'b', 'a', 'd'}
+		what, wire = "unmasked client frame", wsclient.AppendFrame(nil, wsclient.Frame{Fin: true, Op: ws.OpBinary, Payload: bad}, nil)
 	case 1:
-		what, wire = "reserved opcode 3", maskedFrame(0x3, []byte("bad"), c.s.mask)
+		what, wire = "reserved opcode 3", c.s.ws.Encode(wsclient.Frame{Fin: true, Op: 0x3, Payload: bad})
 	case 2:
-		what, wire = "RSV1 without an extension", maskedFrame(0x2, []byte("bad"), c.s.mask)
-		wire[0] |= 0x40
+		what, wire = "RSV1 without an extension", c.s.ws.Encode(wsclient.Frame{Fin: true, Rsv: 4, Op: ws.OpBinary, Payload: bad})
 	case 3:
-		what, wire = "continuation with no message", maskedFrame(0x0, []byte("bad"), c.s.mask)
+		what, wire = "continuation with no message", c.s.ws.Encode(wsclient.Frame{Fin: true, Op: ws.OpContinuation, Payload: bad})
 	default:
-		what, wire = "fragmented ping", maskedFrame(0x9, []byte("bad"), c.s.mask)
-		wire[0] &^= 0x80
+		what, wire = "fragmented ping", c.s.ws.Encode(wsclient.Frame{Op: ws.OpPing, Payload: bad})
 	}
 	if _, err := c.s.conn.Write(wire); err != nil {
 		return // already dropped
@@ -912,11 +915,11 @@ func (r *soakRun) badFrame(rng *mrand.Rand) {
 			r.st.fail("bad_frame", fmt.Errorf("%s: the proxy passed %d bytes on", what, n))
 			return
 		}
-		var cl *wsClosed
+		var cl *wsclient.CloseError
 		switch {
 		case err == nil:
 			continue
-		case errors.As(err, &cl) && cl.code != 1002:
+		case errors.As(err, &cl) && cl.Code != 1002:
 			if r.affected(e) {
 				r.st.affected.Add(1)
 				return
@@ -987,8 +990,8 @@ func (r *soakRun) gapProbe() {
 	_ = c.write([]byte{opEcho, 'x'})
 	var p [1]byte
 	_, err = c.readFull(p[:])
-	var cl *wsClosed
-	if !errors.As(err, &cl) || cl.code != 1011 {
+	var cl *wsclient.CloseError
+	if !errors.As(err, &cl) || cl.Code != 1011 {
 		r.st.fail("restart-gap", fmt.Errorf("want close 1011 while the target is down, got %v", err))
 	}
 }

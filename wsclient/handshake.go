@@ -82,11 +82,13 @@ func AcceptKey(key string) string {
 const defaultReadBuffer = 64 << 10
 
 // Handshake sends req (after Fill) on nc, followed by o.First in the same
-// write, and checks the 101 reply. o.Timeout and o.ReadBuffer apply; the
-// other options are Dial's. On error nc is left open.
+// write, and checks the 101 reply. o.Timeout, o.IOTimeout and o.ReadBuffer
+// apply; the other options are Dial's. Without either timeout nc's deadlines
+// are left as the caller set them. On error nc is left open.
 func Handshake(nc net.Conn, req Request, o Options) (*Conn, error) {
 	req.Fill()
 	c := newConn(nc, o)
+	defer handshakeDeadline(nc, o)()
 	if err := c.WriteRaw(append([]byte(req.String()), o.First...)); err != nil {
 		return nil, fmt.Errorf("write handshake: %w", err)
 	}
@@ -122,7 +124,8 @@ func (c *Conn) readResponse() (*http.Response, error) {
 type Options struct {
 	Protocol  string        // subprotocol to offer ("binary", "base64"); required back when set
 	Extra     []string      // further request header lines
-	Timeout   time.Duration // bounds the dial and, when not 0, each later read and write
+	Timeout   time.Duration // bounds dialing and the handshake as a whole; 0: no bound
+	IOTimeout time.Duration // bounds each read and write of the handshake and the Conn; 0: no bound
 	TLSConfig *tls.Config   // for wss://; nil: the system roots
 
 	ReadBuffer int    // size of the Conn's read buffer; 0: 64 KiB
@@ -163,14 +166,12 @@ func Dial(ctx context.Context, rawURL string, o Options) (*Conn, error) {
 			cfg.ServerName = u.Hostname()
 		}
 		tc := tls.Client(nc, cfg)
-		if o.Timeout > 0 {
-			_ = nc.SetDeadline(time.Now().Add(o.Timeout))
-		}
+		clear := handshakeDeadline(nc, o)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			nc.Close()
 			return nil, err
 		}
-		_ = nc.SetDeadline(time.Time{})
+		clear()
 		nc = tc
 	}
 	path := u.RequestURI()
@@ -186,13 +187,23 @@ func Dial(ctx context.Context, rawURL string, o Options) (*Conn, error) {
 	return c, nil
 }
 
+// handshakeDeadline sets o.Timeout's deadline on nc and returns what clears
+// it again.
+func handshakeDeadline(nc net.Conn, o Options) func() {
+	if o.Timeout <= 0 {
+		return func() {}
+	}
+	_ = nc.SetDeadline(time.Now().Add(o.Timeout))
+	return func() { _ = nc.SetDeadline(time.Time{}) }
+}
+
 // newConn wraps nc with a random masking key.
 func newConn(nc net.Conn, o Options) *Conn {
 	size := o.ReadBuffer
 	if size <= 0 {
 		size = defaultReadBuffer
 	}
-	c := &Conn{nc: nc, br: bufio.NewReaderSize(nc, size), timeout: o.Timeout}
+	c := &Conn{nc: nc, br: bufio.NewReaderSize(nc, size), timeout: o.IOTimeout}
 	_, _ = rand.Read(c.mask[:])
 	return c
 }

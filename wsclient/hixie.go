@@ -87,6 +87,7 @@ func HandshakeHixie(nc net.Conn, req HixieRequest, o Options) (*Conn, error) {
 	}
 	b.Write(o.First)
 	c := newConn(nc, o)
+	defer handshakeDeadline(nc, o)()
 	if err := c.WriteRaw(b.Bytes()); err != nil {
 		return nil, err
 	}
