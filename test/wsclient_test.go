@@ -24,7 +24,7 @@ import (
 const ioTimeout = 20 * time.Second
 
 // clientOpts are the wsclient options of every test connection.
-var clientOpts = wsclient.Options{Timeout: ioTimeout}
+var clientOpts = wsclient.Options{IOTimeout: ioTimeout}
 
 // ---- frames ----
 
@@ -227,6 +227,7 @@ func (c *wsClient) readMessage() ([]byte, error) {
 	}
 	return m, err
 }
+
 // readN reads messages until n payload bytes have arrived.
 func (c *wsClient) readN(n int) ([]byte, error) {
 	out := make([]byte, 0, n)
