@@ -45,7 +45,7 @@ func upgradeExpectingEnd(conn net.Conn) (*wsClient, *http.Response, error) {
 		return nil, nil, err
 	}
 	if resp.StatusCode == 101 {
-		c := &wsClient{conn: conn, br: br, resp: resp}
+		c := wrapWS(conn, br, resp)
 		return c, resp, nil
 	}
 	defer conn.Close()

@@ -167,7 +167,7 @@ func handshakeFromRaw(conn net.Conn, raw, key string) (*wsClient, error) {
 	if got := resp.Header.Get("Sec-WebSocket-Accept"); got != acceptKey(key) {
 		return nil, errors.New("bad accept " + got)
 	}
-	return &wsClient{conn: conn, br: br, resp: resp, base64: resp.Header.Get("Sec-WebSocket-Protocol") == "base64"}, nil
+	return wrapWS(conn, br, resp), nil
 }
 
 // Item g: stalled half-handshakes do not delay a normal client.

@@ -106,7 +106,7 @@ func upgradeOn(conn net.Conn, path string, extra ...string) (tokenReply, error) 
 		return r, nil
 	}
 	_ = conn.SetDeadline(time.Time{})
-	r.c = &wsClient{conn: conn, br: br, resp: resp}
+	r.c = wrapWS(conn, br, resp)
 	return r, nil
 }
 

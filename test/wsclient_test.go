@@ -93,6 +93,12 @@ type wsClient struct {
 	hixie  int
 }
 
+// wrapWS is the client of a connection whose handshake a test did itself:
+// resp is the 101 reply read through br.
+func wrapWS(conn net.Conn, br *bufio.Reader, resp *http.Response) *wsClient {
+	return newWSClient(wsclient.NewConn(conn, br, resp, clientOpts))
+}
+
 func newWSClient(c *wsclient.Conn) *wsClient {
 	return &wsClient{ws: c, conn: c.NetConn(), br: c.Reader(), resp: c.Response(), base64: c.Base64(), hixie: c.Hixie()}
 }

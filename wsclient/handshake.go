@@ -207,3 +207,13 @@ func newConn(nc net.Conn, o Options) *Conn {
 	_, _ = rand.Read(c.mask[:])
 	return c
 }
+
+// NewConn is a Conn over nc for a HyBi handshake the caller did itself:
+// resp is the server's 101 reply, read through br (which may hold frames
+// already). o.IOTimeout applies.
+func NewConn(nc net.Conn, br *bufio.Reader, resp *http.Response, o Options) *Conn {
+	c := &Conn{nc: nc, br: br, resp: resp, timeout: o.IOTimeout}
+	_, _ = rand.Read(c.mask[:])
+	c.base64 = resp.Header.Get("Sec-WebSocket-Protocol") == "base64"
+	return c
+}
