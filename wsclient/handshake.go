@@ -101,13 +101,13 @@ func Handshake(nc net.Conn, req Request, o Options) (*Conn, error) {
 		return nil, fmt.Errorf("handshake: status %d %q, want 101", resp.StatusCode, body)
 	}
 	if got, want := resp.Header.Get("Sec-WebSocket-Accept"), AcceptKey(req.Key); got != want {
-		return nil, fmt.Errorf("Sec-WebSocket-Accept %q, want %q", got, want)
+		return nil, fmt.Errorf("wrong Sec-WebSocket-Accept %q, want %q", got, want)
 	}
 	if !strings.EqualFold(resp.Header.Get("Upgrade"), "websocket") {
-		return nil, fmt.Errorf("Upgrade header %q", resp.Header.Get("Upgrade"))
+		return nil, fmt.Errorf("handshake reply has Upgrade: %q", resp.Header.Get("Upgrade"))
 	}
 	if !strings.EqualFold(resp.Header.Get("Connection"), "upgrade") {
-		return nil, fmt.Errorf("Connection header %q", resp.Header.Get("Connection"))
+		return nil, fmt.Errorf("handshake reply has Connection: %q", resp.Header.Get("Connection"))
 	}
 	c.resp = resp
 	c.base64 = resp.Header.Get("Sec-WebSocket-Protocol") == "base64"

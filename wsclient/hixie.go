@@ -96,7 +96,7 @@ func HandshakeHixie(nc net.Conn, req HixieRequest, o Options) (*Conn, error) {
 		return nil, fmt.Errorf("read Hixie reply: %w", err)
 	}
 	if resp.StatusCode != 101 {
-		return nil, fmt.Errorf("Hixie-%d handshake: status %d, want 101", req.Version, resp.StatusCode)
+		return nil, fmt.Errorf("handshake (Hixie-%d): status %d, want 101", req.Version, resp.StatusCode)
 	}
 	prefix := ""
 	if req.Version == 76 {

@@ -150,9 +150,8 @@ func TestReadMessageFragmentsPingClose(t *testing.T) {
 				return
 			}
 		}
-		f, err := ws.ReadFrame(conn)
-		if err == nil && f.Header.OpCode == ws.OpPong {
-			ws.Cipher(f.Payload, f.Header.Mask, 0)
+		f, err := ReadFrame(conn)
+		if err == nil && f.Op == ws.OpPong {
 			pong <- f.Payload
 		}
 		close(pong)
