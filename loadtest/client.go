@@ -122,7 +122,7 @@ func (c *client) dial(ctx context.Context) (net.Conn, error) {
 // closed on failure.
 func (c *client) handshake(conn net.Conn, protocol string) (*wsclient.Conn, error) {
 	req := wsclient.Request{Path: c.url.RequestURI(), Host: c.url.Host, Protocol: protocol}
-	wc, err := wsclient.Handshake(conn, req, wsclient.Options{ReadBuffer: c.bufSize})
+	wc, err := wsclient.Handshake(conn, req, wsclient.Options{ReadBuffer: c.bufSize, DropResponse: true})
 	if err != nil {
 		conn.Close()
 		return nil, &phaseError{"handshake", err}

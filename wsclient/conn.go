@@ -18,12 +18,13 @@ import (
 // Conn is the client end of one WebSocket connection, after the handshake.
 type Conn struct {
 	nc      net.Conn
-	br      *bufio.Reader // everything is read through it: the handshake may have buffered frames
-	resp    *http.Response
-	timeout time.Duration // per read or write; 0: the caller sets deadlines
-	mask    [4]byte       // this connection's masking key, used for every frame it sends
-	base64  bool          // base64 subprotocol (always for Hixie)
-	hixie   int           // 0 for HyBi, else 75 or 76
+	br      *bufio.Reader  // everything is read through it: the handshake may have buffered frames
+	resp    *http.Response // nil with Options.DropResponse
+	proto   string         // the subprotocol the server chose
+	timeout time.Duration  // per read or write; 0: the caller sets deadlines
+	mask    [4]byte        // this connection's masking key, used for every frame it sends
+	base64  bool           // base64 subprotocol (always for Hixie)
+	hixie   int            // 0 for HyBi, else 75 or 76
 
 	left int64  // Read: payload bytes still to come in the current frame
 	b64  []byte // Read, base64 mode: text received, not yet decoded (less than a quad)
@@ -37,16 +38,13 @@ func (c *Conn) NetConn() net.Conn { return c.nc }
 // reply may have left frames in it.
 func (c *Conn) Reader() *bufio.Reader { return c.br }
 
-// Response is the server's handshake reply (its body is empty).
+// Response is the server's handshake reply (its body is empty), or nil if
+// Options.DropResponse said not to keep it.
 func (c *Conn) Response() *http.Response { return c.resp }
 
-// Protocol is the subprotocol the server chose ("" for none).
-func (c *Conn) Protocol() string {
-	if c.hixie != 0 {
-		return "base64"
-	}
-	return c.resp.Header.Get("Sec-WebSocket-Protocol")
-}
+// Protocol is the subprotocol the server chose ("" for none; "base64" for
+// Hixie, which has no other).
+func (c *Conn) Protocol() string { return c.proto }
 
 // Base64 says whether data travels as base64 text (subprotocol base64, or
 // any Hixie connection).

@@ -109,9 +109,17 @@ func Handshake(nc net.Conn, req Request, o Options) (*Conn, error) {
 	if !strings.EqualFold(resp.Header.Get("Connection"), "upgrade") {
 		return nil, fmt.Errorf("handshake reply has Connection: %q", resp.Header.Get("Connection"))
 	}
-	c.resp = resp
-	c.base64 = resp.Header.Get("Sec-WebSocket-Protocol") == "base64"
+	c.setResponse(resp, o)
 	return c, nil
+}
+
+// setResponse takes what the Conn needs from the handshake reply.
+func (c *Conn) setResponse(resp *http.Response, o Options) {
+	c.proto = resp.Header.Get("Sec-WebSocket-Protocol")
+	c.base64 = c.proto == "base64"
+	if !o.DropResponse {
+		c.resp = resp
+	}
 }
 
 func (c *Conn) readResponse() (*http.Response, error) {
@@ -128,8 +136,9 @@ type Options struct {
 	IOTimeout time.Duration // bounds each read and write of the handshake and the Conn; 0: no bound
 	TLSConfig *tls.Config   // for wss://; nil: the system roots
 
-	ReadBuffer int    // size of the Conn's read buffer; 0: 64 KiB
-	First      []byte // bytes sent right after the request, in the same write (a first frame, say)
+	ReadBuffer   int    // size of the Conn's read buffer; 0: 64 KiB
+	First        []byte // bytes sent right after the request, in the same write (a first frame, say)
+	DropResponse bool   // keep no handshake reply (a load generator holding many sessions saves the memory)
 }
 
 // Dial connects to a ws:// or wss:// URL and performs the HyBi handshake.
@@ -212,8 +221,8 @@ func newConn(nc net.Conn, o Options) *Conn {
 // resp is the server's 101 reply, read through br (which may hold frames
 // already). o.IOTimeout applies.
 func NewConn(nc net.Conn, br *bufio.Reader, resp *http.Response, o Options) *Conn {
-	c := &Conn{nc: nc, br: br, resp: resp, timeout: o.IOTimeout}
+	c := &Conn{nc: nc, br: br, timeout: o.IOTimeout}
 	_, _ = rand.Read(c.mask[:])
-	c.base64 = resp.Header.Get("Sec-WebSocket-Protocol") == "base64"
+	c.setResponse(resp, o)
 	return c
 }

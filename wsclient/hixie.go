@@ -121,6 +121,7 @@ func HandshakeHixie(nc net.Conn, req HixieRequest, o Options) (*Conn, error) {
 			return nil, fmt.Errorf("Hixie-76 answer %q, want %q", ans, want)
 		}
 	}
-	c.resp, c.base64, c.hixie = resp, true, req.Version
+	c.setResponse(resp, o)
+	c.proto, c.base64, c.hixie = "base64", true, req.Version
 	return c, nil
 }

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -59,19 +60,28 @@ func echo(conn net.Conn, _ ws.Handshake) {
 
 func TestDialEcho(t *testing.T) {
 	url := server(t, echo)
-	for _, tc := range []struct{ offer, want string }{
-		{"", ""},
-		{"binary", "binary"},
-		{"base64", "base64"},
+	for _, tc := range []struct {
+		offer, want string
+		drop        bool // Options.DropResponse
+	}{
+		{"", "", false},
+		{"binary", "binary", false},
+		{"base64", "base64", false},
+		{"base64", "base64", true},
 	} {
-		t.Run("offer-"+tc.offer, func(t *testing.T) {
-			c, err := Dial(context.Background(), url, Options{Protocol: tc.offer, Timeout: 5 * time.Second, IOTimeout: 5 * time.Second})
+		t.Run(fmt.Sprintf("offer-%s-drop-%v", tc.offer, tc.drop), func(t *testing.T) {
+			c, err := Dial(context.Background(), url, Options{Protocol: tc.offer, Timeout: 5 * time.Second, IOTimeout: 5 * time.Second, DropResponse: tc.drop})
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.NetConn().Close()
 			if c.Protocol() != tc.want || c.Base64() != (tc.want == "base64") {
 				t.Fatalf("protocol %q base64 %v, want %q", c.Protocol(), c.Base64(), tc.want)
+			}
+			if (c.Response() == nil) != tc.drop {
+				t.Fatalf("response %v with DropResponse %v", c.Response(), tc.drop)
+			} else if !tc.drop && c.Response().StatusCode != 101 {
+				t.Fatalf("response status %d", c.Response().StatusCode)
 			}
 			for _, n := range []int{0, 1, 125, 126, 65535, 65536, 200000} {
 				p := bytes.Repeat([]byte{0x00, 0xff, 'a'}, n/3+1)[:n]
