@@ -1,10 +1,7 @@
 package main
 
 import (
-	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -15,6 +12,8 @@ import (
 
 	"github.com/gobwas/ws"
 	"golang.org/x/sys/unix"
+
+	"github.com/gowebsockify/websockify/wsclient"
 )
 
 // client opens sessions to the proxy under test: WebSocket (RFC 6455, masked
@@ -59,15 +58,29 @@ func newClient(proxyURL string, raw bool, timeout time.Duration, bufSize int) (*
 // with no goroutine each.
 type session struct {
 	conn net.Conn
-	br   *bufio.Reader // WebSocket only: frames are parsed out of it
-	raw  bool
-	mask [4]byte // this session's masking key, reused for every frame it sends
-	left int64   // payload bytes still to read from the current server frame
+	ws   *wsclient.Conn // nil for raw TCP
 }
 
 // open dials and, for WebSocket, completes the opening handshake. The
 // session's deadline is set to now+timeout; callers move it as they go.
 func (c *client) open(ctx context.Context) (*session, error) {
+	conn, err := c.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if c.raw {
+		return &session{conn: conn}, nil
+	}
+	wc, err := c.handshake(conn, "binary")
+	if err != nil {
+		return nil, err
+	}
+	return &session{conn: conn, ws: wc}, nil
+}
+
+// dial connects (and starts TLS for wss://), with the session's deadline
+// set to now+timeout.
+func (c *client) dial(ctx context.Context) (net.Conn, error) {
 	d := net.Dialer{Timeout: c.timeout}
 	if c.src != "" {
 		d.LocalAddr = &net.TCPAddr{IP: net.ParseIP(c.src)}
@@ -102,26 +115,19 @@ func (c *client) open(ctx context.Context) (*session, error) {
 			return nil, &phaseError{"tls", err}
 		}
 	}
-	s := &session{conn: conn, raw: c.raw}
-	if c.raw {
-		return s, nil
-	}
-	wd := ws.Dialer{Protocols: []string{"binary"}}
-	br, _, err := wd.Upgrade(conn, c.url)
+	return conn, nil
+}
+
+// handshake runs the WebSocket handshake on conn offering protocol; conn is
+// closed on failure.
+func (c *client) handshake(conn net.Conn, protocol string) (*wsclient.Conn, error) {
+	req := wsclient.Request{Path: c.url.RequestURI(), Host: c.url.Host, Protocol: protocol}
+	wc, err := wsclient.Handshake(conn, req, wsclient.Options{ReadBuffer: c.bufSize, DropResponse: true})
 	if err != nil {
 		conn.Close()
 		return nil, &phaseError{"handshake", err}
 	}
-	if br == nil {
-		// The usual case: the server sent nothing past its response yet.
-		br = bufio.NewReaderSize(conn, c.bufSize)
-	}
-	s.br = br
-	if _, err := rand.Read(s.mask[:]); err != nil {
-		conn.Close()
-		return nil, err
-	}
-	return s, nil
+	return wc, nil
 }
 
 // phaseError says at which step a session failed, for the error tallies.
@@ -138,31 +144,10 @@ func (e *phaseError) Unwrap() error { return e.err }
 // keeps the client's per-byte cost at zero), for raw TCP the payload itself.
 // Write the result with send as often as needed.
 func (s *session) frame(payload []byte) []byte {
-	if s.raw {
+	if s.ws == nil {
 		return payload
 	}
-	return maskedFrame(ws.OpBinary, payload, s.mask)
-}
-
-func maskedFrame(op ws.OpCode, payload []byte, mask [4]byte) []byte {
-	n := len(payload)
-	out := make([]byte, 0, 14+n)
-	out = append(out, 0x80|byte(op))
-	switch {
-	case n < 126:
-		out = append(out, 0x80|byte(n))
-	case n <= 0xffff:
-		out = append(out, 0x80|126)
-		out = binary.BigEndian.AppendUint16(out, uint16(n))
-	default:
-		out = append(out, 0x80|127)
-		out = binary.BigEndian.AppendUint64(out, uint64(n))
-	}
-	out = append(out, mask[:]...)
-	body := len(out)
-	out = append(out, payload...)
-	ws.Cipher(out[body:], mask, 0)
-	return out
+	return s.ws.Encode(wsclient.Frame{Fin: true, Op: ws.OpBinary, Payload: payload})
 }
 
 // send writes prebuilt wire bytes from frame.
@@ -171,110 +156,50 @@ func (s *session) send(wire []byte) error {
 	return err
 }
 
-// nextData advances to a frame with payload left, answering pings and
-// skipping pongs. A close frame, or the connection closing, is io.EOF.
-func (s *session) nextData() error {
-	for s.left == 0 {
-		h, err := ws.ReadHeader(s.br)
-		if err != nil {
-			return err
-		}
-		switch h.OpCode {
-		case ws.OpClose:
-			return io.EOF
-		case ws.OpPing, ws.OpPong:
-			body := make([]byte, h.Length)
-			if _, err := io.ReadFull(s.br, body); err != nil {
-				return err
-			}
-			if h.Masked {
-				ws.Cipher(body, h.Mask, 0)
-			}
-			if h.OpCode == ws.OpPing {
-				if err := s.send(maskedFrame(ws.OpPong, body, s.mask)); err != nil {
-					return err
-				}
-			}
-		default:
-			if h.Masked {
-				return errors.New("server sent a masked frame")
-			}
-			s.left = h.Length
-		}
-	}
-	return nil
-}
-
 // readFull reads exactly len(p) payload bytes, across frame boundaries: a
-// proxy may split or merge what the target wrote.
+// proxy may split or merge what the target wrote. A close frame is io.EOF.
 func (s *session) readFull(p []byte) error {
-	if s.raw {
+	if s.ws == nil {
 		_, err := io.ReadFull(s.conn, p)
 		return err
 	}
-	for len(p) > 0 {
-		if err := s.nextData(); err != nil {
-			return err
-		}
-		n := len(p)
-		if int64(n) > s.left {
-			n = int(s.left)
-		}
-		n, err := io.ReadFull(s.br, p[:n])
-		s.left -= int64(n)
-		p = p[n:]
-		if err != nil {
-			return err
-		}
+	_, err := io.ReadFull(s.ws, p)
+	var ce *wsclient.CloseError
+	if errors.As(err, &ce) {
+		return io.EOF
 	}
-	return nil
+	return err
 }
 
 // discard reads and drops n payload bytes; rawBuf is scratch for raw TCP.
 func (s *session) discard(n int64, rawBuf []byte) error {
+	if s.ws != nil {
+		return s.ws.Discard(n)
+	}
 	for n > 0 {
-		if s.raw {
-			chunk := rawBuf
-			if int64(len(chunk)) > n {
-				chunk = chunk[:n]
-			}
-			r, err := s.conn.Read(chunk)
-			n -= int64(r)
-			if err != nil {
-				if err == io.EOF && n > 0 {
-					return io.ErrUnexpectedEOF
-				}
-				return err
-			}
-			continue
+		chunk := rawBuf
+		if int64(len(chunk)) > n {
+			chunk = chunk[:n]
 		}
-		if err := s.nextData(); err != nil {
-			if err == io.EOF {
+		r, err := s.conn.Read(chunk)
+		n -= int64(r)
+		if err != nil {
+			if err == io.EOF && n > 0 {
 				return io.ErrUnexpectedEOF
 			}
-			return err
-		}
-		chunk := min(s.left, n, 1<<30)
-		d, err := s.br.Discard(int(chunk))
-		s.left -= int64(d)
-		n -= int64(d)
-		if err != nil {
 			return err
 		}
 	}
 	return nil
 }
-
-// closeFrame is a masked close frame with status 1000 (normal closure).
-var closeFrame = maskedFrame(ws.OpClose, []byte{0x03, 0xe8}, [4]byte{0x5a, 0x17, 0xc3, 0x08})
 
 // close says goodbye (a close frame for WebSocket) and closes the socket
 // without waiting for the answer: the proxy's side of the close handshake is
 // its own business, and waiting would measure our patience, not its speed.
 func (s *session) close() {
-	if !s.raw {
-		_ = s.conn.SetWriteDeadline(time.Now().Add(time.Second))
-		_, _ = s.conn.Write(closeFrame)
+	if s.ws != nil {
+		_ = s.ws.Close()
+		return
 	}
 	s.conn.Close()
 }

@@ -1,15 +1,11 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/gobwas/ws"
 )
 
 // TestMain lets the test binary stand in for loadtest itself: the tool
@@ -24,54 +20,6 @@ func TestMain(m *testing.M) {
 		}
 	}
 	os.Exit(m.Run())
-}
-
-func TestMaskedFrameParsesBack(t *testing.T) {
-	for _, n := range []int{0, 1, 125, 126, 65535, 65536, 100000} {
-		payload := bytes.Repeat([]byte{0xa5, 0x01, 0x7f}, n/3+1)[:n]
-		wire := maskedFrame(ws.OpBinary, payload, [4]byte{1, 2, 3, 4})
-		r := bytes.NewReader(wire)
-		h, err := ws.ReadHeader(r)
-		if err != nil {
-			t.Fatalf("%d bytes: %v", n, err)
-		}
-		if !h.Masked || !h.Fin || h.OpCode != ws.OpBinary || h.Length != int64(n) || r.Len() != n {
-			t.Fatalf("%d bytes: header %+v, %d bytes after it", n, h, r.Len())
-		}
-		got := wire[len(wire)-n:]
-		ws.Cipher(got, h.Mask, 0)
-		if !bytes.Equal(got, payload) {
-			t.Fatalf("%d bytes: payload differs after unmasking", n)
-		}
-	}
-}
-
-// A proxy may split and merge what the target wrote: readFull must gather
-// payload across frames, and skip pongs on the way.
-func TestReadFullAcrossFrames(t *testing.T) {
-	var in bytes.Buffer
-	for _, f := range []ws.Frame{
-		ws.NewBinaryFrame([]byte("hel")),
-		ws.NewPongFrame([]byte("p")),
-		ws.NewBinaryFrame([]byte("lo wor")),
-		ws.NewBinaryFrame([]byte("ld")),
-		ws.NewCloseFrame(nil),
-	} {
-		if err := ws.WriteFrame(&in, f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	s := &session{br: bufio.NewReader(&in)}
-	got := make([]byte, 5)
-	if err := s.readFull(got); err != nil || string(got) != "hello" {
-		t.Fatalf("first read: %q, %v", got, err)
-	}
-	if err := s.discard(6, nil); err != nil { // " world"
-		t.Fatalf("discard: %v", err)
-	}
-	if err := s.readFull(got[:1]); err == nil {
-		t.Fatal("read past the close frame succeeded")
-	}
 }
 
 func TestSpreadAndPercentile(t *testing.T) {

@@ -2,8 +2,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
-	"errors"
 	"io"
 	"net"
 	"os/exec"
@@ -206,37 +204,6 @@ func TestSoakLeakJudgement(t *testing.T) {
 		}
 	}
 }
-
-// Base64 payload split across frames anywhere, with pings between, decodes
-// to the bytes sent.
-func TestSoakConnBase64AcrossFrames(t *testing.T) {
-	var in bytes.Buffer
-	for _, f := range []ws.Frame{
-		ws.NewTextFrame([]byte("aGVs")), // "hel"
-		ws.NewPingFrame([]byte("p")),
-		ws.NewTextFrame([]byte("bG8gd2")),
-		ws.NewTextFrame([]byte("9ybGQ=")), // "lo world"
-		ws.NewCloseFrame(ws.NewCloseFrameBody(1011, "gone")),
-	} {
-		if err := ws.WriteFrame(&in, f); err != nil {
-			t.Fatal(err)
-		}
-	}
-	c := &soakConn{s: &session{br: bufio.NewReader(&in), conn: discardConn{}}, b64: true}
-	got := make([]byte, 11)
-	if n, err := c.readFull(got); err != nil || string(got[:n]) != "hello world" {
-		t.Fatalf("read %q, %v", got[:n], err)
-	}
-	var cl *wsClosed
-	if _, err := c.readFull(got[:1]); !errors.As(err, &cl) || cl.code != 1011 || cl.reason != "gone" {
-		t.Fatalf("want close 1011, got %v", err)
-	}
-}
-
-// discardConn takes the pong a ping asks for.
-type discardConn struct{ net.Conn }
-
-func (discardConn) Write(p []byte) (int, error) { return len(p), nil }
 
 // The slow consumer reads every byte at its pace, verified, and sees the
 // proxy's memory.

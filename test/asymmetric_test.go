@@ -1,8 +1,6 @@
 package test
 
 import (
-	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -234,9 +232,8 @@ func (a *asymClient) upload(seed uint64) error {
 // proxy ending the session.
 func (a *asymClient) download() error {
 	c := a.c
-	pending, _ := c.br.Peek(c.br.Buffered())
-	pre := bytes.NewReader(append([]byte(nil), pending...))
-	br := bufio.NewReaderSize(io.MultiReader(pre, &pacedReader{r: c.conn, p: &a.readPace}), 64<<10)
+	c.ws.WrapReader(func(r io.Reader) io.Reader { return &pacedReader{r: r, p: &a.readPace} })
+	br := c.ws.Reader()
 	var got int64
 	for {
 		_ = c.conn.SetReadDeadline(time.Now().Add(asymStall))

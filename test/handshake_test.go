@@ -46,7 +46,7 @@ func TestHyBiHandshake(t *testing.T) {
 			t.Fatalf("test helper acceptKey is wrong: %s", got)
 		}
 		req := hybiReq{Key: "DKURYVK9cRFul1vOZVA56Q=="}
-		req.fill()
+		req.Fill()
 		resp, _ := rawRequest(t, p, req.String())
 		if resp.StatusCode != 101 {
 			t.Fatalf("status %d, want 101", resp.StatusCode)
@@ -150,7 +150,7 @@ func TestHyBiHandshake(t *testing.T) {
 	for _, tc := range refusals {
 		t.Run("refuse/"+tc.name, func(t *testing.T) {
 			t.Parallel()
-			tc.req.fill()
+			tc.req.Fill()
 			resp, _ := rawRequest(t, p, tc.req.String())
 			if resp.StatusCode != 400 {
 				t.Fatalf("status %d, want 400", resp.StatusCode)
@@ -176,7 +176,7 @@ func TestRefusedHandshakeDoesNotDial(t *testing.T) {
 	echo := startEcho(t)
 	p := startProxy(t, echo.addr)
 	for _, req := range []hybiReq{{Version: "6"}, {NoKey: true}, {Protocol: "chat"}} {
-		req.fill()
+		req.Fill()
 		resp, _ := rawRequest(t, p, req.String())
 		if resp.StatusCode != 400 {
 			t.Fatalf("%+v: status %d, want 400", req, resp.StatusCode)

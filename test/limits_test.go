@@ -32,7 +32,7 @@ func upgradeFrom(p *proxy, src string) (*wsClient, *http.Response, error) {
 // a refusal must be followed by the end of the connection.
 func upgradeExpectingEnd(conn net.Conn) (*wsClient, *http.Response, error) {
 	req := hybiReq{}
-	req.fill()
+	req.Fill()
 	_ = conn.SetWriteDeadline(time.Now().Add(ioTimeout))
 	if _, err := conn.Write([]byte(req.String())); err != nil {
 		conn.Close()
@@ -45,7 +45,7 @@ func upgradeExpectingEnd(conn net.Conn) (*wsClient, *http.Response, error) {
 		return nil, nil, err
 	}
 	if resp.StatusCode == 101 {
-		c := &wsClient{conn: conn, br: br, resp: resp}
+		c := wrapWS(conn, br, resp)
 		return c, resp, nil
 	}
 	defer conn.Close()
@@ -297,7 +297,7 @@ func TestLimitsRequestHead(t *testing.T) {
 	c := dialWS(t, p, modeBinary)
 	cookie := func(n int) string {
 		req := hybiReq{Extra: []string{"Cookie: " + strings.Repeat("c", n)}}
-		req.fill()
+		req.Fill()
 		return req.String()
 	}
 	var wg sync.WaitGroup
@@ -359,7 +359,7 @@ func TestLimitsRequestHead(t *testing.T) {
 	defer conn.Close()
 	_ = conn.SetWriteDeadline(time.Now().Add(ioTimeout))
 	big := hybiReq{Extra: []string{"Cookie: " + strings.Repeat("c", 150000)}}
-	big.fill()
+	big.Fill()
 	c3, err := handshakeHyBi(conn, big, nil)
 	if err != nil {
 		t.Fatalf("a 150 KB head under --max-request-head 200000: %v", err)

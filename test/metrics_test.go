@@ -460,7 +460,7 @@ func TestMetricsRefusals(t *testing.T) {
 	conn.Close()
 	// A request head over 1024 bytes, from another address.
 	big := hybiReq{Extra: []string{"X-Padding: " + strings.Repeat("a", 2000)}}
-	big.fill()
+	big.Fill()
 	conn, err = dialFrom(p.addr, "127.0.0.4")
 	if err != nil {
 		t.Fatal(err)

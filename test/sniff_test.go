@@ -112,7 +112,7 @@ func TestSniffing(t *testing.T) {
 	t.Run("upgrade-header-any-case", func(t *testing.T) {
 		t.Parallel()
 		req := hybiReq{}
-		req.fill()
+		req.Fill()
 		raw := strings.Replace(req.String(), "Upgrade: websocket", "upgrade: WEBSOCKET", 1)
 		raw = strings.Replace(raw, "Connection: Upgrade", "connection: keep-alive, upgrade", 1)
 		conn, err := p.dial()
@@ -130,7 +130,7 @@ func TestSniffing(t *testing.T) {
 	t.Run("handshake-byte-by-byte", func(t *testing.T) {
 		t.Parallel()
 		req := hybiReq{Protocol: "binary"}
-		req.fill()
+		req.Fill()
 		conn, err := p.dial()
 		if err != nil {
 			t.Fatal(err)
@@ -167,7 +167,7 @@ func handshakeFromRaw(conn net.Conn, raw, key string) (*wsClient, error) {
 	if got := resp.Header.Get("Sec-WebSocket-Accept"); got != acceptKey(key) {
 		return nil, errors.New("bad accept " + got)
 	}
-	return &wsClient{conn: conn, br: br, resp: resp, base64: resp.Header.Get("Sec-WebSocket-Protocol") == "base64"}, nil
+	return wrapWS(conn, br, resp), nil
 }
 
 // Item g: stalled half-handshakes do not delay a normal client.

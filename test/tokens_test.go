@@ -86,7 +86,7 @@ func upgradeTo(p *proxy, tlsCfg *tls.Config, path string, extra ...string) (toke
 // (closed unless the reply is a 101).
 func upgradeOn(conn net.Conn, path string, extra ...string) (tokenReply, error) {
 	req := hybiReq{Path: path, Protocol: modeBinary, Extra: extra}
-	req.fill()
+	req.Fill()
 	_ = conn.SetDeadline(time.Now().Add(ioTimeout))
 	if _, err := conn.Write([]byte(req.String())); err != nil {
 		conn.Close()
@@ -106,7 +106,7 @@ func upgradeOn(conn net.Conn, path string, extra ...string) (tokenReply, error) 
 		return r, nil
 	}
 	_ = conn.SetDeadline(time.Time{})
-	r.c = &wsClient{conn: conn, br: br, resp: resp}
+	r.c = wrapWS(conn, br, resp)
 	return r, nil
 }
 
@@ -479,7 +479,7 @@ func expectRefusedHost(t *testing.T, p *proxy, host string) tokenReply {
 		t.Fatal(err)
 	}
 	req := hybiReq{Path: "/", Host: host, Protocol: modeBinary}
-	req.fill()
+	req.Fill()
 	c, err := handshakeHyBi(conn, req, nil)
 	if err != nil {
 		conn.Close()

@@ -212,7 +212,7 @@ func TestWebServer(t *testing.T) {
 			}
 		}
 		req := hybiReq{Protocol: modeBinary}
-		req.fill()
+		req.Fill()
 		c, err := handshakeFromRaw(w.conn, req.String(), req.Key)
 		if err != nil {
 			t.Fatalf("upgrade after two GETs: %v", err)

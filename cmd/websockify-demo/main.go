@@ -21,8 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gobwas/ws"
-	"github.com/gobwas/ws/wsutil"
+	"github.com/gowebsockify/websockify/wsclient"
 
 	"github.com/gowebsockify/websockify/web"
 )
@@ -114,11 +113,10 @@ Press Ctrl-C to stop.
 
 // selfCheck waits for the proxy and sends one message through it.
 func selfCheck(url string) error {
-	var conn net.Conn
+	var conn *wsclient.Conn
 	var err error
 	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		d := ws.Dialer{Protocols: []string{"binary"}, Timeout: time.Second}
-		if conn, _, _, err = d.Dial(context.Background(), url); err == nil {
+		if conn, err = wsclient.Dial(context.Background(), url, wsclient.Options{Protocol: "binary", Timeout: time.Second, IOTimeout: 5 * time.Second}); err == nil {
 			break
 		}
 	}
@@ -127,11 +125,10 @@ func selfCheck(url string) error {
 	}
 	defer conn.Close()
 	msg := []byte("hello through websockify")
-	if err := wsutil.WriteClientBinary(conn, msg); err != nil {
+	if err := conn.Send(msg); err != nil {
 		return err
 	}
-	_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	got, err := wsutil.ReadServerBinary(conn)
+	got, err := conn.ReadMessage()
 	if err != nil {
 		return err
 	}
@@ -143,15 +140,14 @@ func selfCheck(url string) error {
 
 // client sends each line of stdin as a binary message and prints what comes back.
 func client(url string) error {
-	d := ws.Dialer{Protocols: []string{"binary"}, Timeout: 5 * time.Second}
-	conn, _, _, err := d.Dial(context.Background(), url)
+	conn, err := wsclient.Dial(context.Background(), url, wsclient.Options{Protocol: "binary", Timeout: 5 * time.Second})
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
 	go func() {
 		for {
-			msg, err := wsutil.ReadServerBinary(conn)
+			msg, err := conn.ReadMessage()
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "connection closed:", err)
 				os.Exit(0)
@@ -162,7 +158,7 @@ func client(url string) error {
 	fmt.Fprintf(os.Stderr, "connected to %s; type lines, Ctrl-D to quit\n", url)
 	in := bufio.NewScanner(os.Stdin)
 	for in.Scan() {
-		if err := wsutil.WriteClientBinary(conn, append(in.Bytes(), '\n')); err != nil {
+		if err := conn.Send(append(in.Bytes(), '\n')); err != nil {
 			return err
 		}
 	}
