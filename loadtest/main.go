@@ -15,6 +15,7 @@
 //	loadtest soak       -proxy-cmd '...' -duration 30m   (verified traffic plus faults; leak check)
 //	loadtest slow       -proxy-cmd '...' -bytes N -rate R (slow consumer: the proxy's memory)
 //	loadtest stall      -proxy-cmd '...' -conns 1000  (stalled readers: memory, CPU, then every byte checked)
+//	loadtest openloop   -proxy-cmd '...' -conns 200 -rates 1k,2k,4k  (latency at a fixed offered rate)
 //	loadtest relay      LISTEN TARGET         (the plain io.Copy relay on its own)
 //	loadtest report     -in results.jsonl -md BENCHMARKS.md
 //	loadtest setup      -proxy-cmd 'bin/websockify --token-plugin TokenFile --token-source F {listen}' -target 127.0.0.1:T -path '/?token=NAME'
@@ -50,6 +51,7 @@ modes:
                any corrupted byte or a descriptor/goroutine/session leak
   slow         slow consumer: the target sends N bytes, the client reads at R bytes/s;
                the proxy's peak memory, every byte verified
+  openloop     latency at fixed offered rates (open loop, full histograms)
   stall        N sessions whose client stopped reading while the target streams:
                the proxy's memory per session once flat, its CPU meanwhile, then
                every session reads on and must get the right bytes
@@ -72,7 +74,7 @@ func main() {
 	mode, args := os.Args[1], os.Args[2:]
 	var err error
 	switch mode {
-	case "throughput", "echo", "setup", "hold", "stall":
+	case "throughput", "echo", "setup", "hold", "stall", "openloop":
 		err = runMeasurement(mode, args)
 	case "soak":
 		err = soakMain(args)

@@ -70,6 +70,8 @@ type settings struct {
 	cpuWindow      time.Duration
 	resumeTimeout  time.Duration
 	tcpMemGuard    float64
+
+	openLoop openLoopSettings // openloop.go
 }
 
 // env is what a mode runs against.
@@ -132,6 +134,8 @@ func runMeasurement(mode string, args []string) error {
 		fs.IntVar(&cfg.targetPorts, "target-ports", 1, "echo targets on this many ports of 127.0.0.1, reached through a TokenFile the tool writes (tokens t0, t1, ...; the holders' sessions spread evenly over them): -proxy-cmd must pass {token_file} to --token-source")
 		fs.IntVar(&cfg.proxyProcs, "proxy-procs", -1, "processes the proxy spreads its sessions over, for the descriptor check (-1: --workers N in -proxy-cmd, else 1; 0: it forks one per session)")
 		fs.BoolVar(&cfg.tuneKernel, "tune-kernel", false, "raise the sysctls the pre-flight check finds too low (port range, nf_conntrack_max, tcp_mem, file-max, nr_open) for the run and restore them after it (root)")
+	case "openloop":
+		openLoopFlags(fs, cfg)
 	case "stall":
 		fs.IntVar(&cfg.conns, "conns", 1000, "sessions to stall")
 		fs.Int64Var(&cfg.proveBytes, "prove", 64<<10, "bytes each session reads and checks before it stops reading")
@@ -262,6 +266,11 @@ func (c *settings) check() error {
 			return err
 		}
 	}
+	if c.mode == "openloop" {
+		if err := c.checkOpenLoop(); err != nil {
+			return err
+		}
+	}
 	if c.mode == "throughput" && c.dir != "down" && c.dir != "up" {
 		return fmt.Errorf("-dir %q: want down or up", c.dir)
 	}
@@ -296,6 +305,8 @@ func (c *settings) hardLimitOrDefault() time.Duration {
 		return c.rampTimeout + time.Duration(c.repeat)*c.duration + c.opTimeout + margin
 	case "setup":
 		return time.Duration(c.repeat)*c.duration + c.opTimeout + margin
+	case "openloop":
+		return c.openLoopLimit()
 	case "stall":
 		return c.rampTimeout + c.plateauTimeout + c.cpuWindow + c.resumeTimeout + 3*c.opTimeout + 2*margin
 	default:
@@ -440,6 +451,8 @@ func runModeOn(e *env, mode string) error {
 		return runHold(e)
 	case "stall":
 		return runStall(e)
+	case "openloop":
+		return runOpenLoop(e)
 	}
 	return fmt.Errorf("unknown mode %q", mode)
 }

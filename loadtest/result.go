@@ -85,6 +85,9 @@ type Result struct {
 	// that read on correctly after it, and ProxyCPU while stalled)
 	Stall *stallInfo `json:"stall,omitempty"`
 
+	// openloop: one step per offered rate (openloop.go)
+	OpenLoop []openLoopStep `json:"open_loop,omitempty"`
+
 	// The machine around the run: CPU used by processes other than the
 	// client, the target and a proxy this tool started, in % of one core
 	// (averaged over the run), and the load average when it started.
@@ -245,6 +248,8 @@ func summarize(r *Result) string {
 			s += fmt.Sprintf(", proxy memory per session: %s private dirty by the slope (%s by two readings), %s PSS, %s RSS (%d processes); kernel slab %s/session; %d/%d still echoing",
 				fmtBytes(heldBytesPerSession(r)), fmtBytes(p.PrivateDirty), fmtBytes(p.PSS), fmtBytes(p.RSS), r.MemAfter.Procs, slabCell(r.Slab), r.AliveOK, r.AliveChecked)
 		}
+	case "openloop":
+		s = openLoopSummary(r)
 	case "stall":
 		s = fmt.Sprintf("stall %s: %d/%d sessions stalled", r.Label, r.ConnsOpen, r.ConnsWanted)
 		if p, st := r.PerSession, r.Stall; p != nil && st != nil {
