@@ -203,6 +203,7 @@ func writeReport(b *strings.Builder, all []*Result, f *reportFlags) {
 	writeWSS(b, rs, f.ours)
 	writeEcho(b, rs, labelsFor("echo"))
 	writeEchoBeside(b, rs, f.ours)
+	writeOpenLoop(b, rs, f.ours)
 	writeSetup(b, rs, labelsFor("setup"))
 	writeTokenSetup(b, rs, f.ours)
 	writeMetricsCost(b, rs, f.ours)
