@@ -481,6 +481,25 @@ if [[ " $proxies " == *" ours "* ]]; then
 	proxies+=" ours-workers"
 fi
 
+# Latency at a fixed offered rate (open loop): ol_conns sessions, then
+# messages at each of ol_rates in turn, sent on a schedule fixed from the
+# start whatever the echoes do, latency counted from when each was due;
+# full histograms in the results. Ours and the relay take turns, starting
+# with each in turn. The committed smoke run of the mode
+# ($results/openloop-smoke.jsonl) is superseded by these runs.
+ol_rounds=2 ol_conns=200 ol_rates=1k,2k,4k ol_window=5s
+[[ $quick == 1 ]] && ol_rounds=1 ol_conns=50 ol_rates=500,1k ol_window=2s
+if has ours || has relay; then
+	for ((round = 1; round <= ol_rounds; round++)); do
+		pair="ours relay"
+		((round % 2 == 0)) && pair="relay ours"
+		for p in $pair; do
+			has "$p" && measure "$p" openloop -conns "$ol_conns" -rates "$ol_rates" -duration "$ol_window" -warmup 1s -round "$round"
+		done
+	done
+	[[ $quick == 1 ]] || rm -f "$results/openloop-smoke.jsonl"
+fi
+
 for p in $proxies $tok_labels $met_labels; do
 	# Results land in $results only once the proxy's whole set is done.
 	[[ -f $out/$p.jsonl.partial ]] && mv "$out/$p.jsonl.partial" "$results/$p.jsonl"
