@@ -83,24 +83,20 @@ func (h *histogram) quantile(q float64) int64 {
 	return h.max
 }
 
-// histBucket is one non-empty bucket: n values in [lo, hi) nanoseconds.
-type histBucket struct {
-	Lo int64 `json:"lo_ns"`
-	Hi int64 `json:"hi_ns"`
-	N  int64 `json:"n"`
-}
-
 // histSummary is a histogram as a result records it: percentiles in
 // microseconds and every non-empty bucket, enough to merge runs later.
+// Buckets are [lo, n] pairs: n values from lo nanoseconds up to the next
+// bucket of the layout (histBounds), which is at most 1.6% higher; a
+// percentile is the top of its bucket, capped at the maximum.
 type histSummary struct {
-	Count   int64        `json:"count"`
-	MinUs   float64      `json:"min_us"`
-	P50us   float64      `json:"p50_us"`
-	P90us   float64      `json:"p90_us"`
-	P99us   float64      `json:"p99_us"`
-	P999us  float64      `json:"p99_9_us"`
-	MaxUs   float64      `json:"max_us"`
-	Buckets []histBucket `json:"buckets"`
+	Count   int64      `json:"count"`
+	MinUs   float64    `json:"min_us"`
+	P50us   float64    `json:"p50_us"`
+	P90us   float64    `json:"p90_us"`
+	P99us   float64    `json:"p99_us"`
+	P999us  float64    `json:"p99_9_us"`
+	MaxUs   float64    `json:"max_us"`
+	Buckets [][2]int64 `json:"buckets"`
 }
 
 func nsToUs(v int64) float64 { return float64(v) / 1e3 }
@@ -111,8 +107,8 @@ func (h *histogram) summary() *histSummary {
 		P99us: nsToUs(h.quantile(0.99)), P999us: nsToUs(h.quantile(0.999))}
 	for i, c := range h.counts {
 		if c > 0 {
-			lo, hi := histBounds(i)
-			s.Buckets = append(s.Buckets, histBucket{Lo: lo, Hi: hi, N: c})
+			lo, _ := histBounds(i)
+			s.Buckets = append(s.Buckets, [2]int64{lo, c})
 		}
 	}
 	return s
@@ -126,7 +122,7 @@ func (h *histogram) merge(s *histSummary) {
 	}
 	first := h.total == 0
 	for _, b := range s.Buckets {
-		h.addBucket(b.Lo, b.N)
+		h.addBucket(b[0], b[1])
 	}
 	lo, hi := int64(math.Round(s.MinUs*1e3)), int64(math.Round(s.MaxUs*1e3))
 	if first {

@@ -125,6 +125,9 @@ func shareCell(p float64) string {
 	if bar == "" {
 		bar = "▏"
 	}
+	if p < 0.0005 {
+		return "< 0.1% " + bar
+	}
 	return fmt.Sprintf("%.1f%% %s", 100*p, bar)
 }
 
