@@ -173,6 +173,10 @@ func runOpenLoop(e *env) error {
 	}
 	for _, rate := range cfg.openLoop.rates {
 		step := runOpenLoopStep(e, sessions, rate)
+		if step.Latency == nil {
+			res.Notes = append(res.Notes, fmt.Sprintf("%s/s offered: no message echoed (%d sessions of %d failed before or during it)",
+				fmtCount(int(rate)), countBroken(sessions), len(sessions)))
+		}
 		res.OpenLoop = append(res.OpenLoop, step)
 		for _, s := range sessions {
 			if s.err != nil {
@@ -181,17 +185,23 @@ func runOpenLoop(e *env) error {
 			}
 		}
 	}
-	for _, s := range sessions {
-		if s.broken {
-			res.ConnsLost++
-		}
-	}
+	res.ConnsLost = countBroken(sessions)
 	for _, st := range res.OpenLoop {
 		if st.Received > 0 {
 			return nil
 		}
 	}
 	return errors.New("no message was echoed in any step")
+}
+
+func countBroken(ss []*openLoopSession) int {
+	n := 0
+	for _, s := range ss {
+		if s.broken {
+			n++
+		}
+	}
+	return n
 }
 
 // runOpenLoopStep offers rate messages per second over the sessions still

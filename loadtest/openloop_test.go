@@ -93,6 +93,47 @@ func TestOpenLoopTimesFromSchedule(t *testing.T) {
 	}
 }
 
+// A proxy that stops for longer than the op timeout: the run still ends in
+// time, with the messages due meanwhile counted as lost and every session
+// out of later steps, not hung or dropped silently.
+func TestOpenLoopCountsLostOnStall(t *testing.T) {
+	cfg := &settings{mode: "openloop", relay: true, target: "127.0.0.1:0", opTimeout: 500 * time.Millisecond,
+		rampTimeout: 30 * time.Second, dialParallel: 8, maxFail: 5, conns: 10, msgSize: 64, duration: time.Second,
+		openLoop: openLoopSettings{rates: rateList{500, 1000}}}
+	if err := cfg.check(); err != nil {
+		t.Fatal(err)
+	}
+	res := &Result{Mode: cfg.mode, Label: cfg.label}
+	defer runCleanups()
+	e, err := setUp(cfg, res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	openLoopStepStarted = func(start time.Time) {
+		time.AfterFunc(time.Until(start.Add(500*time.Millisecond)), func() { _ = syscall.Kill(e.proxyPID, syscall.SIGSTOP) })
+	}
+	defer func() {
+		openLoopStepStarted = nil
+		_ = syscall.Kill(e.proxyPID, syscall.SIGCONT)
+	}()
+	began := time.Now()
+	err = runModeOn(e, cfg.mode)
+	t.Log(summarize(res))
+	if err != nil {
+		t.Fatal(err) // the first step echoed something before the stop
+	}
+	if el := time.Since(began); el > 10*time.Second {
+		t.Fatalf("took %v", el)
+	}
+	st := res.OpenLoop[0]
+	if st.Received < 100 || st.Received > 300 || st.Lost != 500-st.Received || res.ConnsLost != 10 || res.Errors.total() != 10 {
+		t.Fatalf("received %d, lost %d of 500; %d sessions lost, %d errors", st.Received, st.Lost, res.ConnsLost, res.Errors.total())
+	}
+	if res.OpenLoop[1].Sent != 0 || res.OpenLoop[1].Latency != nil {
+		t.Fatalf("the second step ran on broken sessions: %+v", res.OpenLoop[1])
+	}
+}
+
 func TestOpenLoopRatesFlag(t *testing.T) {
 	var l rateList
 	if err := l.Set("1k, 2.5k,300"); err != nil || !slices.Equal(l, rateList{1000, 2500, 300}) {
