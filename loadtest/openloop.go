@@ -343,6 +343,9 @@ func summarizeDurations(ds []time.Duration) *histSummary {
 // openLoopSummary is the one-line summary of an openloop result.
 func openLoopSummary(r *Result) string {
 	s := fmt.Sprintf("openloop %s: %d/%d sessions, %d B messages", r.Label, r.ConnsOpen, r.ConnsWanted, r.MsgBytes)
+	if r.ConnsLost > 0 {
+		s += fmt.Sprintf(", %d sessions failed", r.ConnsLost)
+	}
 	for _, st := range r.OpenLoop {
 		s += fmt.Sprintf("\n  %s/s offered (%.0f/s sent) for %g s: ", fmtCount(int(st.OfferedPerSec)), st.SentPerSec, st.Seconds)
 		if h := st.Latency; h != nil {
