@@ -47,6 +47,9 @@ type Result struct {
 	// client's (-proxy-cpus with loadtest under taskset).
 	Affinity string `json:"affinity,omitempty"`
 	Pinned   bool   `json:"pinned,omitempty"`
+	// RoundsPooled is set by the report on a result standing for that many
+	// round runs (withPooledRounds); never in a results file.
+	RoundsPooled int `json:"-"`
 
 	// echo and hold
 	ConnsWanted int     `json:"conns_wanted,omitempty"`
