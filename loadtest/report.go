@@ -395,18 +395,18 @@ func writeEcho(b *strings.Builder, rs resultSet, labels []string) {
 		fmt.Fprintf(b, "%d connections wanted, each sending %d bytes and waiting for the echo, then pausing %.0f ms on average; %s of %g s on the same connections.\n\n",
 			any.ConnsWanted, any.MsgBytes, any.ThinkMs, plural(windowsOf(any.RTPerSec), "window"), any.WindowSeconds)
 	}
-	b.WriteString("| proxy | connections open | round trips/s | p50 | p99 | max | proxy CPU % | errors |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| proxy | connections open | round trips/s | p50 | p99 | max | proxy CPU % | client / target CPU % | errors |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, l := range labels {
 		r := rs.find("echo", l, "")
 		if s, ok := missing(r); ok {
-			fmt.Fprintf(b, "| %s | %s | | | | | | |\n", l, s)
+			fmt.Fprintf(b, "| %s | %s | | | | | | | |\n", l, s)
 			continue
 		}
-		fmt.Fprintf(b, "| %s | %d of %d | %s | %s | %s | %s | %s | %s |\n", l,
+		fmt.Fprintf(b, "| %s | %d of %d | %s | %s | %s | %s | %s | %s | %s |\n", l,
 			r.ConnsOpen, r.ConnsWanted, r.RTPerSec.format(fmtFloat(0)),
 			r.RTTP50us.format(fmtDurUs), r.RTTP99us.format(fmtDurUs), fmtDurUs(r.RTTMaxUs),
-			r.ProxyCPU.format(fmtFloat(0)), errorsCell(r))
+			r.ProxyCPU.format(fmtFloat(0)), sideCPUCell(r), errorsCell(r))
 	}
 	b.WriteString("\n")
 }
