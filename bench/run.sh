@@ -3,7 +3,10 @@
 #
 # Builds bin/websockify and bin/loadtest, then measures side by side on this
 # machine: our proxy, Debian's Python websockify, the npm websockify (Node)
-# and the plain Go TCP relay (the protocol-free reference); then our proxy
+# and the plain Go TCP relay (the protocol-free reference), ours and the
+# relay in interleaved rounds for the targets' figures (one-connection
+# throughput, set-up rate; the report judges each target on its worst
+# round), with the client's and the target's CPU beside the proxy's; then our proxy
 # over wss (label ours-wss), stalled sessions (ours and the relay), round
 # trips beside bulk transfers (ours and the relay, taking turns) and session
 # set-up with the TokenFile and TokenRedis token plugins beside a fixed
@@ -27,6 +30,10 @@
 #                                       measured); everything else keeps its last
 #                                       results, as with BENCH_PROXIES
 #   BENCH_ONLY=metrics                  only the --metrics-listen rounds, likewise
+#   BENCH_PIN=1                         each proxy on CPU 0 (taskset -c 0), the
+#                                       client and the target on CPU 1, recorded
+#                                       in every result (the scale run with
+#                                       --workers is left unpinned)
 #   OURS_CMD='bin/websockify {listen} {target}'
 #                                       how our proxy is started; it takes Python
 #                                       websockify's positional form
@@ -41,6 +48,7 @@ started=$(date +%s)
 proxies=${BENCH_PROXIES:-relay python node ours}
 quick=${BENCH_QUICK:-0}
 only=${BENCH_ONLY:-}
+pin=${BENCH_PIN:-0}
 case $only in
 "" | tokens | metrics) ;;
 *)
@@ -55,6 +63,21 @@ out=bench/out
 mkdir -p "$results" "$out"
 
 say() { printf '\n== %s\n' "$*" >&2; }
+
+# BENCH_PIN=1: loadtest (the client, and the target it starts) under
+# taskset on CPU 1, the proxy it starts on CPU 0 (-proxy-cpus).
+pin_client=() pin_proxy=()
+if [[ $pin == 1 ]]; then
+	if ! command -v taskset >/dev/null; then
+		echo "bench: BENCH_PIN=1 needs taskset (util-linux)" >&2
+		exit 2
+	fi
+	if (($(getconf _NPROCESSORS_ONLN) < 2)); then
+		echo "bench: BENCH_PIN=1 needs two CPUs; this machine has $(getconf _NPROCESSORS_ONLN)" >&2
+		exit 2
+	fi
+	pin_client=(taskset -c 1) pin_proxy=(-proxy-cpus 0)
+fi
 
 # Kernel settings changed for a run, as FILE=VALUE, put back by
 # restore_sysctls (and on exit, however the script ends).
@@ -218,7 +241,7 @@ measure() {
 	ours-metrics-off | ours-metrics-on) pa=("${met_args[@]}") ;;
 	esac
 	say "$label: $mode $*"
-	timeout --kill-after=10 900 bin/loadtest "$mode" "${pa[@]}" -label "$label" -commit "$commit" -json \
+	timeout --kill-after=10 900 "${pin_client[@]}" bin/loadtest "$mode" "${pa[@]}" "${pin_proxy[@]}" -label "$label" -commit "$commit" -json \
 		-proxy-log "$out/$logname.log" "$@" >>"$out/$label.jsonl.partial" ||
 		echo "bench: $label $mode exited with status $? (recorded in the results)" >&2
 }
@@ -382,17 +405,36 @@ for p in $proxies; do
 	rm -f "$out/$p.jsonl.partial" "$out/$p"-*.log
 done
 
-# Mode by mode across proxies, so all of them see the machine in the same
-# state.
+# The main comparison, ours against the relay: one-connection throughput
+# down and up and session set-up, in main_rounds interleaved rounds, the
+# order turning each round (ours first, then the relay first, ...), so that
+# drift in the machine's load falls on both alike. The report pairs the
+# rounds by number and judges each target on its worst round.
+main_rounds=5 main_tput_repeat=3 main_windows=2
+[[ $quick == 1 ]] && main_rounds=2 main_tput_repeat=1 main_windows=1
+for ((round = 1; round <= main_rounds; round++)); do
+	pair="ours relay"
+	((round % 2 == 0)) && pair="relay ours"
+	for mode in down up setup; do
+		for p in $pair; do
+			has "$p" || continue
+			if [[ $mode == setup ]]; then
+				measure "$p" setup -concurrency 50 -duration "$window" -repeat "$main_windows" -round "$round"
+			else
+				measure "$p" throughput -dir "$mode" -bytes "$big" -repeat "$main_tput_repeat" -round "$round"
+			fi
+		done
+	done
+done
+# The others, far from the targets, one pass each, mode by mode across
+# proxies, so all of them see the machine in the same state; wss on the
+# same bytes and runs as the ws rounds' proxies.
 for dir in down up; do
 	for p in $proxies; do
-		[[ $p == ours-wss ]] && continue
+		case $p in ours | relay | ours-wss) continue ;; esac
 		measure "$p" throughput -dir "$dir" -bytes "$(tput_bytes "$p" 1)" -repeat "$tput_repeat"
-		# wss right after ws, on the same bytes and runs.
-		if [[ $p == ours ]] && has ours-wss; then
-			measure ours-wss throughput -dir "$dir" -bytes "$big" -repeat "$tput_repeat"
-		fi
 	done
+	has ours-wss && measure ours-wss throughput -dir "$dir" -bytes "$big" -repeat "$tput_repeat"
 done
 for dir in down up; do
 	for p in $proxies; do
@@ -420,7 +462,7 @@ for ((round = 1; round <= beside_rounds; round++)); do
 	done
 done
 for p in $proxies; do
-	[[ $p == ours-wss ]] && continue
+	case $p in ours | relay | ours-wss) continue ;; esac # ours and the relay: in the rounds above
 	measure "$p" setup -concurrency 50 -duration "$window" -repeat "$windows"
 done
 ((tokens_on)) && token_rounds

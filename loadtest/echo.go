@@ -197,7 +197,9 @@ func runEcho(e *env) error {
 		for w := 0; w < windows; w++ {
 			time.Sleep(time.Until(start.Add(time.Duration(w) * cfg.duration)))
 			meters[w] = startCPU(e.proxyPID)
+			side := startSide(e)
 			time.Sleep(time.Until(start.Add(time.Duration(w+1) * cfg.duration)))
+			side.record(e)
 			if p := meters[w].percent(); p >= 0 {
 				pcts = append(pcts, p)
 			}

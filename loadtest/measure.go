@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"time"
@@ -36,6 +37,7 @@ type settings struct {
 	commit     string
 	path       string // request path and query of the WebSocket handshake
 	round      int    // which round of an interleaved series this run is (0: none)
+	proxyCPUs  string // CPU list the started proxy is pinned to with taskset ("": not pinned)
 
 	// throughput
 	dir       string
@@ -81,6 +83,11 @@ type env struct {
 	proxy    *proxyProc // nil when the proxy was started by hand
 	proxyPID int        // 0 when unknown: no CPU or memory figures then
 	result   *Result
+
+	// The client's and the target's CPU per measurement window, beside the
+	// proxy's (see sidecpu.go).
+	targetPID            int // 0 when unknown
+	clientCPU, targetCPU []float64
 }
 
 func runMeasurement(mode string, args []string) error {
@@ -102,6 +109,7 @@ func runMeasurement(mode string, args []string) error {
 	fs.StringVar(&cfg.commit, "commit", "", "what the proxy was built from, recorded in the result (git describe --always --dirty)")
 	fs.StringVar(&cfg.path, "path", "/", "path and query the client asks for in the WebSocket handshake, such as /?token=NAME (replaces the path of a -proxy URL when given)")
 	fs.IntVar(&cfg.round, "round", 0, "number of this run in a series of interleaved rounds, recorded in the result for the report to pair runs by")
+	fs.StringVar(&cfg.proxyCPUs, "proxy-cpus", "", "run the started proxy on these CPUs only (taskset -c LIST); start loadtest itself under taskset on the others to keep client and target apart from it")
 	switch mode {
 	case "throughput":
 		fs.StringVar(&cfg.dir, "dir", "down", "down: the target sends, the client reads; up: the client sends, the target counts")
@@ -206,6 +214,8 @@ func runMeasurement(mode string, args []string) error {
 			err = e.proxy.alive()
 		}
 		res.OtherCPUPct = machine.percent()
+		res.ClientCPU, res.TargetCPU = newSpread(e.clientCPU), newSpread(e.targetCPU)
+		res.Affinity, res.Pinned = affinityLine(e), pinned(e)
 	}
 	runCleanups()
 	if err != nil {
@@ -256,6 +266,17 @@ func (c *settings) check() error {
 		}
 		if _, err := readStat(c.backendPID); err != nil {
 			return fmt.Errorf("-backend-pid %d: %w", c.backendPID, err)
+		}
+	}
+	if c.proxyCPUs != "" {
+		if c.proxyCmd == "" {
+			return errors.New("-proxy-cpus needs a proxy this tool starts (-proxy-cmd or -relay)")
+		}
+		if strings.Trim(c.proxyCPUs, "0123456789,-") != "" {
+			return fmt.Errorf("-proxy-cpus %q: want a CPU list such as 0 or 0,2-3", c.proxyCPUs)
+		}
+		if _, err := exec.LookPath("taskset"); err != nil {
+			return errors.New("-proxy-cpus needs taskset (util-linux)")
 		}
 	}
 	if c.round < 0 {
@@ -341,6 +362,12 @@ func setUp(cfg *settings, res *Result) (*env, error) {
 		return nil, fmt.Errorf("target: %w", err)
 	}
 	e := &env{cfg: cfg, result: res, proxyPID: cfg.proxyPID}
+	if tgt.cmd != nil && tgt.cmd.Process != nil {
+		e.targetPID = tgt.cmd.Process.Pid
+	}
+	if cfg.proxyCPUs != "" {
+		proxyCmd = "taskset -c " + cfg.proxyCPUs + " " + proxyCmd
+	}
 	proxyURL := cfg.proxyURL
 	res.Proxy = proxyURL
 	if cfg.proxyCmd != "" {

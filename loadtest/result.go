@@ -6,7 +6,6 @@ import (
 	"io"
 	"math"
 	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
@@ -39,6 +38,18 @@ type Result struct {
 	ProxyCPU *Spread `json:"proxy_cpu_pct,omitempty"`
 	// The same for a server the proxy consults (-backend-pid; setup).
 	BackendCPU *Spread `json:"backend_cpu_pct,omitempty"`
+	// The same, window by window, for the client (this tool's own process)
+	// and the target (its child process) (throughput, echo, setup).
+	ClientCPU *Spread `json:"client_cpu_pct,omitempty"`
+	TargetCPU *Spread `json:"target_cpu_pct,omitempty"`
+	// Where the proxy, the client and the target could run, read from
+	// /proc during the run; Pinned when the proxy's CPUs differ from the
+	// client's (-proxy-cpus with loadtest under taskset).
+	Affinity string `json:"affinity,omitempty"`
+	Pinned   bool   `json:"pinned,omitempty"`
+	// RoundsPooled is set by the report on a result standing for that many
+	// round runs (withPooledRounds); never in a results file.
+	RoundsPooled int `json:"-"`
 
 	// echo and hold
 	ConnsWanted int     `json:"conns_wanted,omitempty"`
@@ -157,9 +168,11 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 	return sorted[i]
 }
 
-// machineLine names the machine a run is on, for its result.
+// machineLine names the machine a run is on, for its result. The cores are
+// the machine's online CPUs, not the ones this process may use: under
+// taskset (BENCH_PIN=1) runtime.NumCPU and nproc count only those.
 func machineLine() string {
-	return fmt.Sprintf("%s, %d cores (nproc), Linux %s", cpuModel(), runtime.NumCPU(), kernelRelease())
+	return fmt.Sprintf("%s, %d cores (nproc), Linux %s", cpuModel(), onlineCPUs(), kernelRelease())
 }
 
 func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsecond) }
@@ -271,6 +284,12 @@ func summarize(r *Result) string {
 	}
 	if r.BackendCPU != nil {
 		s += fmt.Sprintf(", backend CPU %s%%", r.BackendCPU.format(fmtFloat(0)))
+	}
+	if r.ClientCPU != nil || r.TargetCPU != nil {
+		s += fmt.Sprintf(", client CPU %s%%, target CPU %s%%", r.ClientCPU.format(fmtFloat(0)), r.TargetCPU.format(fmtFloat(0)))
+	}
+	if r.Pinned {
+		s += " (" + r.Affinity + ")"
 	}
 	if r.OtherCPUPct >= 20 {
 		s += fmt.Sprintf(" [other processes used %.0f%% of a core meanwhile]", r.OtherCPUPct)

@@ -27,8 +27,9 @@ func runSetup(e *env) error {
 	go func() {
 		var pcts, backend []float64 // per window: the proxy's, the backend's
 		for w := 0; w < windows; w++ {
-			m, b := startCPU(e.proxyPID), startCPU(cfg.backendPID)
+			m, b, side := startCPU(e.proxyPID), startCPU(cfg.backendPID), startSide(e)
 			time.Sleep(time.Until(start.Add(time.Duration(w+1) * cfg.duration)))
+			side.record(e)
 			if p := m.percent(); p >= 0 {
 				pcts = append(pcts, p)
 			}

@@ -18,6 +18,7 @@ type slowResult struct {
 	Label                 string  `json:"label"`
 	Proxy                 string  `json:"proxy"`
 	Commit                string  `json:"commit,omitempty"`
+	Machine               string  `json:"machine,omitempty"`
 	Time                  string  `json:"time"`
 	Bytes                 int64   `json:"bytes"`
 	RateBps               int64   `json:"rate_bps"`
@@ -77,7 +78,7 @@ func runSlow(c *soakConfig, n, rate int64, sample time.Duration) (*slowResult, e
 	if err != nil {
 		return nil, err
 	}
-	res := &slowResult{Mode: "slow", Label: c.label, Proxy: desc, Commit: c.commit, Time: time.Now().UTC().Format(time.RFC3339), Bytes: n, RateBps: rate}
+	res := &slowResult{Mode: "slow", Label: c.label, Proxy: desc, Commit: c.commit, Machine: machineLine(), Time: time.Now().UTC().Format(time.RFC3339), Bytes: n, RateBps: rate}
 	if env.pid != 0 {
 		res.ProxyRSSBefore = treeMemory(env.pid).RSS
 	}

@@ -227,7 +227,7 @@ func runSoak(c *soakConfig, progress io.Writer) (*soakResult, error) {
 	r.st.faults = map[string]int64{}
 	r.st.drops = map[string]*dropStat{}
 	r.warmUp()
-	res := &soakResult{Mode: "soak", Label: c.label, Proxy: desc, Commit: c.commit, Time: time.Now().UTC().Format(time.RFC3339), Seed: c.seed}
+	res := &soakResult{Mode: "soak", Label: c.label, Proxy: desc, Commit: c.commit, Machine: machineLine(), Time: time.Now().UTC().Format(time.RFC3339), Seed: c.seed}
 	res.ProxyBefore = r.baseline()
 
 	mem := startMemPeak(env.pid, time.Second)

@@ -137,6 +137,7 @@ type soakResult struct {
 	Label                 string               `json:"label"`
 	Proxy                 string               `json:"proxy"`
 	Commit                string               `json:"commit,omitempty"`
+	Machine               string               `json:"machine,omitempty"`
 	Time                  string               `json:"time"`
 	Seed                  uint64               `json:"seed"`
 	DurationS             float64              `json:"duration"`

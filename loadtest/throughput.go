@@ -48,11 +48,12 @@ func runThroughput(e *env) error {
 		for _, s := range ss {
 			_ = s.conn.SetDeadline(deadline)
 		}
-		meter := startCPU(e.proxyPID)
+		meter, side := startCPU(e.proxyPID), startSide(e)
 		start := time.Now()
 		err = transferAll(ss, cfg, per)
 		elapsed := time.Since(start)
 		pct := meter.percent()
+		side.record(e)
 		closeSessions(ss)
 		if err != nil {
 			err = fmt.Errorf("run %d: %w", i+1, err)

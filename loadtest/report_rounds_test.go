@@ -1,0 +1,74 @@
+package main
+
+import (
+	"strings"
+	"testing"
+)
+
+// Ours and the relay in five rounds: the tables pool every run, "vs relay"
+// is the per-round ratios' median [worst–best], and a target whose median
+// round meets it is still missed when its worst round does not.
+func TestReportMainRounds(t *testing.T) {
+	const machine = "Test CPU, 2 cores (nproc), Linux 9.9"
+	run := func(label, mode, dir string, round int, v float64) *Result {
+		r := &Result{Mode: mode, Label: label, Dir: dir, Round: round, Commit: "c1-dirty", Machine: machine,
+			Time: "2026-12-01T10:00:00Z", ProxyCPU: newSpread([]float64{90}), ClientCPU: newSpread([]float64{40}),
+			TargetCPU: newSpread([]float64{30}), Pinned: true, Affinity: "proxy on CPUs 0, client on 1, target on 1"}
+		if mode == "setup" {
+			r.Concurrency, r.WindowSeconds = 50, 5
+			r.SessionsPerSec = newSpread([]float64{v})
+		} else {
+			r.ConnsWanted, r.Bytes = 1, 1<<30
+			r.MBps = newSpread([]float64{v})
+		}
+		return r
+	}
+	var all []*Result
+	// down: ours 0.9 × the relay in every round; up: 0.9 × but 0.7 × in
+	// round 3; setup: 0.85 × everywhere.
+	for n := 1; n <= 5; n++ {
+		up := 900.0
+		if n == 3 {
+			up = 700
+		}
+		all = append(all,
+			run("ours", "throughput", "down", n, 900), run("relay", "throughput", "down", n, 1000),
+			run("relay", "throughput", "up", n, 1000), run("ours", "throughput", "up", n, up),
+			run("ours", "setup", "", n, 850), run("relay", "setup", "", n, 1000))
+	}
+	var b strings.Builder
+	writeReport(&b, all, &reportFlags{order: "ours,python,node,relay", ours: "ours", goVersion: "go1.x"})
+	got := b.String()
+	for _, want := range []string{
+		"Machine: " + machine + ". Pinned (BENCH_PIN=1): proxy on CPUs 0, client on 1, target on 1.",
+		"| throughput down, one connection ≥ 0.8 × relay, worst round | worst 0.90 × relay, median 0.90 over 5 rounds (every round: 0.90, 0.90, 0.90, 0.90, 0.90) | met | `c1-dirty` |",
+		"| throughput up, one connection ≥ 0.8 × relay, worst round | worst 0.70 × relay, median 0.90 over 5 rounds (every round: 0.90, 0.90, 0.70, 0.90, 0.90) | **missed** |",
+		"| sessions set up per second ≥ 0.8 × relay, worst round | worst 0.85 × relay, median 0.85 over 5 rounds",
+		"| ours | 900 [900–900] | 0.90 [0.90–0.90] over 5 rounds | 900 [700–900] | 0.90 [0.70–0.90] over 5 rounds | 1.00 GiB | 5 / 5 | 90 [90–90] / 90 [90–90] | 40 [40–40] / 30 [30–30] |",
+		"| ours | 850 [850–850] | 0.85 [0.85–0.85] over 5 rounds |",
+		"ours: 5 windows over 5 rounds",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
+	// The round runs are not counted twice, nor shown as rows of their own.
+	if strings.Count(got, "| relay | 1000") != 2 {
+		t.Errorf("want one relay row per table:\n%s", got)
+	}
+}
+
+// The machine line comes from the results, never from the machine that
+// renders the report.
+func TestReportMachineFromResults(t *testing.T) {
+	var b strings.Builder
+	writeMachineLine(&b, []*Result{{Machine: "A"}, {Machine: "B"}, {}})
+	if got := b.String(); got != "Machines (the results come from more than one): A; B. (No machine recorded in 1 run.) Not pinned: the proxy, the client and the target share every core." {
+		t.Errorf("got %q", got)
+	}
+	b.Reset()
+	writeMachineLine(&b, []*Result{{}})
+	if got := b.String(); !strings.HasPrefix(got, "Machine: not recorded in the results.") {
+		t.Errorf("got %q", got)
+	}
+}
