@@ -39,6 +39,23 @@ type rampResult = ramp[*echoConn]
 // openSessions opens up to want sessions, parallel at a time, each proven by
 // one echo round trip of size bytes. It stops early at the deadline, after
 // maxFail failures, when the proxy dies, or when shouldStop says so.
+// openForMeasuring opens cfg.conns sessions (what names them in the
+// result's notes) and records the ramp in the result; it fails only when
+// none could be opened.
+func openForMeasuring(e *env, what string) (rampResult, error) {
+	cfg, res := e.cfg, e.result
+	ramp := openSessions(e, cfg.conns, cfg.dialParallel, cfg.msgSize, cfg.maxFail, cfg.rampTimeout, nil)
+	res.ConnsOpen, res.RampSeconds, res.StopReason = len(ramp.conns), ramp.elapsed.Seconds(), ramp.stop
+	res.Errors.merge(ramp.errors)
+	if len(ramp.conns) == 0 {
+		return ramp, fmt.Errorf("no %s could be opened: %s", what, ramp.stop)
+	}
+	if ramp.stop != "" {
+		res.Notes = append(res.Notes, fmt.Sprintf("measured on %d of %d %s: %s", len(ramp.conns), cfg.conns, what, ramp.stop))
+	}
+	return ramp, nil
+}
+
 func openSessions(e *env, want, parallel, size, maxFail int, limit time.Duration, shouldStop func() string) rampResult {
 	return openSessionsCounting(e, want, parallel, size, maxFail, limit, shouldStop, nil)
 }
@@ -164,15 +181,10 @@ func runEcho(e *env) error {
 	cfg, res := e.cfg, e.result
 	res.ConnsWanted, res.ThinkMs, res.MsgBytes = cfg.conns, float64(cfg.think)/1e6, cfg.msgSize
 	res.WindowSeconds = cfg.duration.Seconds()
-	ramp := openSessions(e, cfg.conns, cfg.dialParallel, cfg.msgSize, cfg.maxFail, cfg.rampTimeout, nil)
+	ramp, err := openForMeasuring(e, "connections")
 	defer closeAll(ramp.conns)
-	res.ConnsOpen, res.RampSeconds, res.StopReason = len(ramp.conns), ramp.elapsed.Seconds(), ramp.stop
-	res.Errors.merge(ramp.errors)
-	if len(ramp.conns) == 0 {
-		return errors.New("no connection could be opened: " + ramp.stop)
-	}
-	if ramp.stop != "" {
-		res.Notes = append(res.Notes, fmt.Sprintf("measured on %d of %d connections: %s", len(ramp.conns), cfg.conns, ramp.stop))
+	if err != nil {
+		return err
 	}
 
 	windows := cfg.repeat

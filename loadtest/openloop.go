@@ -155,15 +155,10 @@ func runOpenLoop(e *env) error {
 	cfg, res := e.cfg, e.result
 	res.ConnsWanted, res.MsgBytes = cfg.conns, cfg.msgSize
 	res.WindowSeconds = cfg.duration.Seconds()
-	ramp := openSessions(e, cfg.conns, cfg.dialParallel, cfg.msgSize, cfg.maxFail, cfg.rampTimeout, nil)
+	ramp, err := openForMeasuring(e, "sessions")
 	defer closeAll(ramp.conns)
-	res.ConnsOpen, res.RampSeconds, res.StopReason = len(ramp.conns), ramp.elapsed.Seconds(), ramp.stop
-	res.Errors.merge(ramp.errors)
-	if len(ramp.conns) == 0 {
-		return errors.New("no session could be opened: " + ramp.stop)
-	}
-	if ramp.stop != "" {
-		res.Notes = append(res.Notes, fmt.Sprintf("measured on %d of %d sessions: %s", len(ramp.conns), cfg.conns, ramp.stop))
+	if err != nil {
+		return err
 	}
 	sessions := make([]*openLoopSession, len(ramp.conns))
 	for i, c := range ramp.conns {
