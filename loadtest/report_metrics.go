@@ -78,13 +78,7 @@ func writeMetricsCost(b *strings.Builder, rs resultSet, ours string) {
 		"Each round measures session set-up as in \"Session set-up rate\", then one-connection throughput each way. "+
 		"**on / off** is a round's median with metrics over the median without, in the same round: the median over the rounds and the worst round. "+
 		"The figures are the median [min–max] over every window or run of every round.\n\n", ours, ours)
-	machines := distinct(all, func(r *Result) string { return r.Machine })
-	if len(machines) == 0 {
-		machines = []string{"not recorded"}
-	}
-	fmt.Fprintf(b, "Measured on: %s. Commit: %s. Runs from %s to %s.\n\n", strings.Join(machines, "; "), commitsOf(all...),
-		slices.MinFunc(all, func(a, b *Result) int { return strings.Compare(a.Time, b.Time) }).Time,
-		slices.MaxFunc(all, func(a, b *Result) int { return strings.Compare(a.Time, b.Time) }).Time)
+	writeMeasuredOn(b, all)
 	b.WriteString("| measure | rounds | metrics off | metrics on | on / off, median of rounds | worst round | every round | proxy CPU %, off | proxy CPU %, on |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|\n")
 	for _, m := range metricsMeasures {

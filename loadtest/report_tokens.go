@@ -158,13 +158,7 @@ func writeTokenSetup(b *strings.Builder, rs resultSet, ours string) {
 		"sessions/s, latencies and CPU are the median [min–max] over every window of every round; "+
 		"Backend CPU is the redis-server's, beside the proxy's; CPU per session is the CPU time of the proxy and its backend over the sessions set up, window by window.\n\n",
 		first.Concurrency, fixed.label, vs[1].label, vs[2].label, plural(windowsOf(first.SessionsPerSec), "window"), first.WindowSeconds)
-	machines := distinct(all, func(r *Result) string { return r.Machine })
-	if len(machines) == 0 {
-		machines = []string{"not recorded"}
-	}
-	fmt.Fprintf(b, "Measured on: %s. Commit: %s. Runs from %s to %s.\n\n", strings.Join(machines, "; "), commitsOf(all...),
-		slices.MinFunc(all, func(a, b *Result) int { return strings.Compare(a.Time, b.Time) }).Time,
-		slices.MaxFunc(all, func(a, b *Result) int { return strings.Compare(a.Time, b.Time) }).Time)
+	writeMeasuredOn(b, all)
 	b.WriteString("| proxy | started as | client asks for | rounds | sessions/s | / fixed, median of rounds | worst round | every round | p50 | p99 | proxy CPU % | backend CPU % | CPU per session, proxy + backend | errors |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for i, t := range vs {
@@ -217,4 +211,16 @@ func tokenVerdicts(v verdicts, rs resultSet, ours string) {
 		value := fmt.Sprintf("%.2f × fixed (median of %s; worst %.2f)", q.Median, plural(len(q.Samples), "round"), q.Min)
 		v.row(name, value, q.Median >= targetTokenRatio, true, append(t.runs(), fixed.runs()...)...)
 	}
+}
+
+// writeMeasuredOn says which machines, builds and times a section's runs
+// come from, as the results record them.
+func writeMeasuredOn(b *strings.Builder, all []*Result) {
+	machines := distinct(all, func(r *Result) string { return r.Machine })
+	if len(machines) == 0 {
+		machines = []string{"not recorded"}
+	}
+	fmt.Fprintf(b, "Measured on: %s. Commit: %s. Runs from %s to %s.\n\n", strings.Join(machines, "; "), commitsOf(all...),
+		slices.MinFunc(all, func(a, b *Result) int { return strings.Compare(a.Time, b.Time) }).Time,
+		slices.MaxFunc(all, func(a, b *Result) int { return strings.Compare(a.Time, b.Time) }).Time)
 }
