@@ -66,6 +66,15 @@ func (ca *reloadCA) client() *tls.Config {
 
 // writeAtomically replaces path as deployment tools do: a new file renamed
 // over the old.
+// install issues a certificate (serial, CN cn) and puts it and its key in
+// place, each file swapped whole.
+func (ca *reloadCA) install(t *testing.T, certPath, keyPath string, serial int64, cn string) {
+	t.Helper()
+	cert, key := ca.issue(t, serial, cn)
+	writeAtomically(t, certPath, cert)
+	writeAtomically(t, keyPath, pemBlock("EC PRIVATE KEY", mustMarshalEC(t, key)))
+}
+
 func writeAtomically(t *testing.T, path string, data []byte) {
 	t.Helper()
 	tmp := path + ".new"
@@ -148,9 +157,7 @@ func TestReloadCertificate(t *testing.T) {
 	ca := newReloadCA(t)
 	dir := t.TempDir()
 	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	cert1, key1 := ca.issue(t, 101, "first")
-	writeAtomically(t, certPath, cert1)
-	writeAtomically(t, keyPath, pemBlock("EC PRIVATE KEY", mustMarshalEC(t, key1)))
+	ca.install(t, certPath, keyPath, 101, "first")
 	echo := startEcho(t)
 	p := startProxy(t, echo.addr, "--cert", certPath, "--key", keyPath)
 	client := ca.client()
@@ -324,9 +331,7 @@ func TestReloadCertificateWorkers(t *testing.T) {
 	ca := newReloadCA(t)
 	dir := t.TempDir()
 	certPath, keyPath := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	cert1, key1 := ca.issue(t, 301, "first")
-	writeAtomically(t, certPath, cert1)
-	writeAtomically(t, keyPath, pemBlock("EC PRIVATE KEY", mustMarshalEC(t, key1)))
+	ca.install(t, certPath, keyPath, 301, "first")
 	echo := startEcho(t)
 	p := launchProxy(t, proxyConfig{Args: []string{"--workers", "2", "--cert", certPath, "--key", keyPath, echo.addr}})
 	sessions := openWSS(t, p, ca.client(), 6)
