@@ -208,3 +208,40 @@ func writeMachineLine(b *strings.Builder, all []*Result) {
 			strings.Join(distinct(pinnedRuns, func(r *Result) string { return r.Affinity }), "; "))
 	}
 }
+
+// cpuPerSetup is, window by window, the µs of CPU a process spent per
+// session set up: its CPU % of one core over the window's sessions/s. nil
+// when the windows of the two do not pair up.
+func cpuPerSetup(cpu, rate *Spread) *Spread {
+	if cpu == nil || rate == nil || len(cpu.Samples) != len(rate.Samples) {
+		return nil
+	}
+	us := make([]float64, 0, len(cpu.Samples))
+	for i, pct := range cpu.Samples {
+		if rate.Samples[i] <= 0 {
+			return nil
+		}
+		us = append(us, pct/100*1e6/rate.Samples[i])
+	}
+	return newSpread(us)
+}
+
+// cpuPerSetupCell is the set-up table's "CPU µs per set-up" cell: proxy,
+// client and target, and the three together (window by window).
+func cpuPerSetupCell(r *Result) string {
+	proxy := cpuPerSetup(r.ProxyCPU, r.SessionsPerSec)
+	client := cpuPerSetup(r.ClientCPU, r.SessionsPerSec)
+	target := cpuPerSetup(r.TargetCPU, r.SessionsPerSec)
+	if proxy == nil {
+		return "-"
+	}
+	total := "-"
+	if client != nil && target != nil {
+		sum := make([]float64, len(proxy.Samples))
+		for i := range sum {
+			sum[i] = proxy.Samples[i] + client.Samples[i] + target.Samples[i]
+		}
+		total = newSpread(sum).format(fmtFloat(0))
+	}
+	return fmt.Sprintf("%s / %s / %s / %s", proxy.format(fmtFloat(0)), client.format(fmtFloat(0)), target.format(fmtFloat(0)), total)
+}
