@@ -30,10 +30,17 @@
 #                                       measured); everything else keeps its last
 #                                       results, as with BENCH_PROXIES
 #   BENCH_ONLY=metrics                  only the --metrics-listen rounds, likewise
+#   BENCH_ONLY=pinned                   only the pinned rounds (below), likewise
 #   BENCH_PIN=1                         each proxy on CPU 0 (taskset -c 0), the
 #                                       client and the target on CPU 1, recorded
 #                                       in every result (the scale run with
 #                                       --workers is left unpinned)
+#   BENCH_PIN_ROUNDS=0                  leave out the pinned rounds: the main
+#                                       comparison (ours and the relay, in
+#                                       rounds) repeated with the proxy on CPU 0
+#                                       and the client and target on CPU 1
+#                                       (labels ours-pinned, relay-pinned), run
+#                                       by default when the run is not pinned
 #   OURS_CMD='bin/websockify {listen} {target}'
 #                                       how our proxy is started; it takes Python
 #                                       websockify's positional form
@@ -49,10 +56,11 @@ proxies=${BENCH_PROXIES:-relay python node ours}
 quick=${BENCH_QUICK:-0}
 only=${BENCH_ONLY:-}
 pin=${BENCH_PIN:-0}
+pin_rounds=${BENCH_PIN_ROUNDS:-1}
 case $only in
-"" | tokens | metrics) ;;
+"" | tokens | metrics | pinned) ;;
 *)
-	echo "bench: BENCH_ONLY=$only: want tokens or metrics, or unset for everything" >&2
+	echo "bench: BENCH_ONLY=$only: want tokens, metrics or pinned, or unset for everything" >&2
 	exit 2
 	;;
 esac
@@ -239,9 +247,13 @@ measure() {
 	relay) pa=(-relay) ;;
 	ours-fixed | ours-tokenfile | ours-tokenredis) pa=("${tok_args[@]}") ;;
 	ours-metrics-off | ours-metrics-on) pa=("${met_args[@]}") ;;
+	ours-pinned) pa=(-proxy-cmd "$ours_cmd") ;;
+	relay-pinned) pa=(-relay) ;;
 	esac
+	local -a pc=("${pin_client[@]}") pp=("${pin_proxy[@]}")
+	[[ $label == *-pinned ]] && pc=(taskset -c 1) pp=(-proxy-cpus 0)
 	say "$label: $mode $*"
-	timeout --kill-after=10 900 "${pin_client[@]}" bin/loadtest "$mode" "${pa[@]}" "${pin_proxy[@]}" -label "$label" -commit "$commit" -json \
+	timeout --kill-after=10 900 "${pc[@]}" bin/loadtest "$mode" "${pa[@]}" "${pp[@]}" -label "$label" -commit "$commit" -json \
 		-proxy-log "$out/$logname.log" "$@" >>"$out/$label.jsonl.partial" ||
 		echo "bench: $label $mode exited with status $? (recorded in the results)" >&2
 }
@@ -395,11 +407,22 @@ metrics_rounds() {
 		done
 	done
 }
-# BENCH_ONLY=tokens or metrics: the loops below find no proxy; only those
-# rounds run.
-tokens_on=0 metrics_on=0
-has ours && [[ $only != metrics ]] && tokens_on=1
-has ours && [[ $only != tokens ]] && metrics_on=1
+# BENCH_ONLY=tokens, metrics or pinned: the loops below find no proxy; only
+# those rounds run.
+tokens_on=0 metrics_on=0 pinned_on=0
+has ours && [[ -z $only || $only == tokens ]] && tokens_on=1
+has ours && [[ -z $only || $only == metrics ]] && metrics_on=1
+# The pinned rounds need ours and the relay, two CPUs and taskset, and a run
+# that is not pinned already.
+if has ours && [[ -z $only || $only == pinned ]] && [[ $pin != 1 && $pin_rounds != 0 ]]; then
+	if [[ -z $only ]] && ! has relay; then
+		: # the relay is not measured this time: nothing to pair ours with
+	elif ! command -v taskset >/dev/null || (($(getconf _NPROCESSORS_ONLN) < 2)); then
+		echo "bench: the pinned rounds need taskset and two CPUs; left out" >&2
+	else
+		pinned_on=1
+	fi
+fi
 [[ -n $only ]] && proxies=
 for p in $proxies; do
 	rm -f "$out/$p.jsonl.partial" "$out/$p"-*.log
@@ -426,6 +449,30 @@ for ((round = 1; round <= main_rounds; round++)); do
 		done
 	done
 done
+# Pinned rounds: the same comparison with the proxy on CPU 0 and loadtest
+# (the client, and the target it starts) on CPU 1, under labels of their
+# own, so the report can set the ratios with the cores shared and apart side
+# by side. The targets are judged on the shared rounds above.
+pin_labels=
+if ((pinned_on)); then
+	pin_labels="ours-pinned relay-pinned"
+	for p in $pin_labels; do
+		rm -f "$out/$p.jsonl.partial" "$out/$p"-*.log
+	done
+	for ((round = 1; round <= main_rounds; round++)); do
+		pair="ours-pinned relay-pinned"
+		((round % 2 == 0)) && pair="relay-pinned ours-pinned"
+		for mode in down up setup; do
+			for p in $pair; do
+				if [[ $mode == setup ]]; then
+					measure "$p" setup -concurrency 50 -duration "$window" -repeat "$main_windows" -round "$round"
+				else
+					measure "$p" throughput -dir "$mode" -bytes "$big" -repeat "$main_tput_repeat" -round "$round"
+				fi
+			done
+		done
+	done
+fi
 # The others, far from the targets, one pass each, mode by mode across
 # proxies, so all of them see the machine in the same state; wss on the
 # same bytes and runs as the ws rounds' proxies.
@@ -542,7 +589,7 @@ if has ours || has relay; then
 	[[ $quick == 1 ]] || rm -f "$results/openloop-smoke.jsonl"
 fi
 
-for p in $proxies $tok_labels $met_labels; do
+for p in $proxies $tok_labels $met_labels $pin_labels; do
 	# Results land in $results only once the proxy's whole set is done.
 	[[ -f $out/$p.jsonl.partial ]] && mv "$out/$p.jsonl.partial" "$results/$p.jsonl"
 done

@@ -209,6 +209,7 @@ func writeReport(b *strings.Builder, all []*Result, f *reportFlags) {
 	writeEchoBeside(b, rs, f.ours)
 	writeOpenLoop(b, rs, f.ours)
 	writeSetup(b, rs, labelsFor("setup"))
+	writePinned(b, rs, f.ours)
 	writeTokenSetup(b, rs, f.ours)
 	writeMetricsCost(b, rs, f.ours)
 	writeHold(b, rs, labelsFor("hold"))

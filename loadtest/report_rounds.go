@@ -51,7 +51,12 @@ func mainRounds(rs resultSet, label string, m mainMeasure) map[int]*Result {
 // mainRatios is, for every round label and the relay both measured m in,
 // label's median over the relay's; and the runs it used.
 func mainRatios(rs resultSet, label string, m mainMeasure) (ratios []float64, runs []*Result) {
-	a, rel := mainRounds(rs, label, m), mainRounds(rs, "relay", m)
+	return pairRatios(rs, label, "relay", m)
+}
+
+// pairRatios is mainRatios against the reference label ref.
+func pairRatios(rs resultSet, label, ref string, m mainMeasure) (ratios []float64, runs []*Result) {
+	a, rel := mainRounds(rs, label, m), mainRounds(rs, ref, m)
 	var rounds []int
 	for n := range a {
 		rounds = append(rounds, n)

@@ -92,3 +92,50 @@ func TestCPUPerSetup(t *testing.T) {
 		t.Error("no CPU reading gave a figure")
 	}
 }
+
+// The pinned rounds get a section of their own, beside the shared ones,
+// and never rows in the main tables.
+func TestReportPinnedRounds(t *testing.T) {
+	run := func(label, mode, dir string, round int, v float64) *Result {
+		r := &Result{Mode: mode, Label: label, Dir: dir, Round: round, Commit: "c2", Time: "2026-12-01T10:00:00Z",
+			ProxyCPU: newSpread([]float64{90}), ClientCPU: newSpread([]float64{40}), TargetCPU: newSpread([]float64{30})}
+		if strings.HasSuffix(label, pinnedSuffix) {
+			r.Pinned, r.Affinity = true, "proxy on CPUs 0, client on 1, target on 1"
+		}
+		if mode == "setup" {
+			r.Concurrency, r.WindowSeconds = 50, 5
+			r.SessionsPerSec = newSpread([]float64{v})
+		} else {
+			r.ConnsWanted, r.Bytes = 1, 1<<30
+			r.MBps = newSpread([]float64{v})
+		}
+		return r
+	}
+	var all []*Result
+	for n := 1; n <= 3; n++ {
+		all = append(all,
+			run("ours", "setup", "", n, 700), run("relay", "setup", "", n, 1000),
+			run("ours-pinned", "setup", "", n, 800+float64(n)*10), run("relay-pinned", "setup", "", n, 1000))
+	}
+	var b strings.Builder
+	writeReport(&b, all, &reportFlags{order: "ours,python,node,relay", ours: "ours", goVersion: "go1.x"})
+	got := b.String()
+	for _, want := range []string{
+		"### Pinned apart",
+		"proxy on CPUs 0, client on 1, target on 1",
+		"| sessions set up per second | 0.70 [0.70–0.70] over 3 rounds | 0.82 [0.81–0.83] over 3 rounds | 820 [810–830] sessions/s | 1000 [1000–1000] sessions/s | 90 [90–90] / 90 [90–90] | 40 [40–40] / 30 [30–30] | 40 [40–40] / 30 [30–30] | `c2` |",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("report lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "| ours-pinned |") || strings.Contains(got, "| relay-pinned |") {
+		t.Errorf("pinned runs shown as rows of the main tables:\n%s", got)
+	}
+	// Without pinned rounds there is no such section.
+	b.Reset()
+	writeReport(&b, all[:2], &reportFlags{order: "ours,python,node,relay", ours: "ours", goVersion: "go1.x"})
+	if strings.Contains(b.String(), "### Pinned apart") {
+		t.Error("a pinned section without pinned rounds")
+	}
+}
