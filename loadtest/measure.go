@@ -69,6 +69,7 @@ type settings struct {
 	sample         time.Duration
 	plateauWindow  time.Duration
 	plateauTimeout time.Duration
+	quietTimeout   time.Duration
 	cpuWindow      time.Duration
 	resumeTimeout  time.Duration
 	tcpMemGuard    float64
@@ -151,6 +152,7 @@ func runMeasurement(mode string, args []string) error {
 		fs.DurationVar(&cfg.sample, "sample", 250*time.Millisecond, "interval of the proxy memory readings while waiting for the plateau")
 		fs.DurationVar(&cfg.plateauWindow, "plateau-window", 3*time.Second, "the proxy's memory is flat when it stayed within the tolerance for this long")
 		fs.DurationVar(&cfg.plateauTimeout, "plateau-timeout", 60*time.Second, "longest wait for the plateau after the last session opened")
+		fs.DurationVar(&cfg.quietTimeout, "quiet-timeout", 60*time.Second, "longest wait, after the plateau, for the proxy's read and write calls to go quiet before its CPU is read")
 		fs.DurationVar(&cfg.cpuWindow, "cpu-window", 10*time.Second, "the proxy's CPU is read over this, once memory is flat")
 		fs.Int64Var(&cfg.resumeBytes, "resume", 256<<10, "bytes every session reads and checks after the stall")
 		fs.IntVar(&cfg.resumeDeep, "resume-deep", 4, "sessions that read on to 64 MiB after the stall (more than any buffer on the path)")

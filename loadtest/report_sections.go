@@ -288,13 +288,15 @@ func writeStall(b *strings.Builder, rs resultSet, labels []string) {
 			"keeps writing as fast as it can (the client's receive buffer is %s, the target's send buffer %s, both as asked of the kernel). "+
 			"Memory is the proxy's process tree, private dirty, above its reading before the sessions, divided by the sessions stalled, "+
 			"read once it is flat: sampled every few hundred ms, flat when every reading of the last %g s lies within 2%% of what the sessions added "+
-			"(or 1 KiB per session, if more) of every other, waiting at most %g s. Proxy CPU is then read over %g s "+
+			"(or 1 KiB per session, if more) of every other, waiting at most %g s. The kernel goes on growing the busy sockets' buffers for a while after that, "+
+			"and the proxy moves what fits: the run then waits, at most %s, for the proxy's read and write calls to go quiet "+
+			"(at most %d in a second, from `/proc/PID/io`). Proxy CPU is then read over %g s "+
 			"(`/proc/PID/stat` utime + stime), while nothing can move, with the read and write calls the proxy made meanwhile and the bytes they moved "+
 			"(`/proc/PID/io`; the relay's `splice(2)` is not counted there). Last, every session reads on %s and %d of them on to %s "+
 			"(more than every buffer on the path holds, so the proxy must have resumed reading from the target), each byte checked against the stream. "+
 			"Kernel TCP memory is the machine's `/proc/net/sockstat` change, all legs (the proxy's two sockets' buffers are the proxy's to size)%s.\n\n",
 			fmtBytes(float64(st.ProveBytes)), rcvBufText(st.RcvBufBytes), fmtBytes(float64(streamSndBuf)),
-			st.PlateauWindowS, st.PlateauTimeoutS, st.CPUWindowS, fmtBytes(float64(st.ResumeBytes)), st.DeepSessions, fmtBytes(float64(st.DeepBytes)),
+			st.PlateauWindowS, st.PlateauTimeoutS, quietTimeoutText(st), st.QuietCalls, st.CPUWindowS, fmtBytes(float64(st.ResumeBytes)), st.DeepSessions, fmtBytes(float64(st.DeepBytes)),
 			guardText(st))
 	}
 	b.WriteString("| proxy | sessions stalled | private dirty / session | RSS / session | kernel TCP mem / session | memory read | proxy CPU % while stalled, and its I/O meanwhile | read on correctly | bytes checked (corrupted) | opening stopped because | commit |\n")
@@ -347,4 +349,13 @@ func fmtCount(n int) string {
 		s = s[:i] + "," + s[i:]
 	}
 	return s
+}
+
+// quietTimeoutText is how long a stall run waited at most for the proxy's
+// I/O to go quiet, as the results say.
+func quietTimeoutText(st *stallInfo) string {
+	if st.QuietCalls == 0 {
+		return "no time (results from before this wait)"
+	}
+	return fmt.Sprintf("%g s", st.QuietTimeoutS)
 }

@@ -319,6 +319,13 @@ func plateauText(st *stallInfo) string {
 	if st.Plateau {
 		s = fmt.Sprintf("flat after %.1f s", st.PlateauSeconds)
 	}
+	switch {
+	case st.QuietCalls == 0: // results from before the quiet wait
+	case st.Quiet:
+		s += fmt.Sprintf(", I/O quiet %.0f s later", st.QuietSeconds)
+	default:
+		s += fmt.Sprintf(", I/O still moving %.0f s later", st.QuietSeconds)
+	}
 	if st.ProxyGrewBytes > st.ToleranceBytes {
 		s += fmt.Sprintf(", then %s more over the CPU window", fmtBytes(float64(st.ProxyGrewBytes)))
 	}

@@ -46,6 +46,10 @@ type stallInfo struct {
 	PlateauTimeoutS float64      `json:"plateau_timeout_s"`  // how long the run waited at most
 	ToleranceBytes  int64        `json:"plateau_tol_bytes"`  // how much it could move and still be flat
 	Samples         []memSample  `json:"samples,omitempty"`  // every reading while waiting
+	Quiet           bool         `json:"io_quiet"`           // the proxy's I/O went quiet before the time limit
+	QuietSeconds    float64      `json:"io_quiet_s"`         // from the plateau until it did (or the limit)
+	QuietCalls      int64        `json:"io_quiet_calls"`     // quiet: at most this many read/write calls in a second
+	QuietTimeoutS   float64      `json:"io_quiet_timeout_s"` // how long the run waited for it at most
 	CPUWindowS      float64      `json:"cpu_window_s"`       // ProxyCPU was read over this
 	IOInCPUWindow   *ioCounts    `json:"io_in_cpu_window"`   // the proxy's read and write calls meanwhile
 	MemAfterCPU     *memSnapshot `json:"mem_after_cpu"`      // one more reading, after the CPU window
@@ -132,6 +136,24 @@ func (c *stallConn) read(n int64, opTimeout time.Duration, got, exp []byte, v *v
 		n -= k
 	}
 	return nil
+}
+
+// waitIOQuiet waits, in windows of a second, until the read and write calls
+// of pid's tree in one window are at most calls, or timeout has passed; it
+// says which, and after how long. A proxy that moves bytes with splice(2)
+// (the relay) shows no calls there and is quiet at once.
+func waitIOQuiet(pid int, calls int64, timeout time.Duration) (quiet bool, seconds float64) {
+	start := time.Now()
+	last := treeIO(pid)
+	for time.Since(start) < timeout {
+		time.Sleep(time.Second)
+		now := treeIO(pid)
+		if now.minus(last).Calls <= calls {
+			return true, time.Since(start).Seconds()
+		}
+		last = now
+	}
+	return false, time.Since(start).Seconds()
 }
 
 // openStall opens a session, asks the target for the endless stream of seed
@@ -263,6 +285,16 @@ func runStall(e *env) error {
 	sockAfter := readSockstat()
 	res.MemAfter, res.SockAfter = &after, &sockAfter
 	res.PerSession = perSessionOf(before, after, sockBefore, sockAfter, held)
+
+	// The kernel grows a busy socket's buffers for a while after the
+	// proxy's memory is flat, and the proxy moves what fits meanwhile: the
+	// sessions are stalled only once that stops too.
+	st.QuietCalls, st.QuietTimeoutS = max(10, int64(held)/100), cfg.quietTimeout.Seconds()
+	st.Quiet, st.QuietSeconds = waitIOQuiet(e.proxyPID, st.QuietCalls, cfg.quietTimeout)
+	if !st.Quiet {
+		res.Notes = append(res.Notes, fmt.Sprintf("the proxy's reads and writes did not go quiet (at most %d calls in a second) within %v of the plateau",
+			st.QuietCalls, cfg.quietTimeout))
+	}
 
 	// CPU while nothing moves: every session's buffers are full.
 	meter, io0 := startCPU(e.proxyPID), treeIO(e.proxyPID)
