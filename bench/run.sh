@@ -435,20 +435,27 @@ done
 # rounds by number and judges each target on its worst round.
 main_rounds=5 main_tput_repeat=3 main_windows=2
 [[ $quick == 1 ]] && main_rounds=2 main_tput_repeat=1 main_windows=1
-for ((round = 1; round <= main_rounds; round++)); do
-	pair="ours relay"
-	((round % 2 == 0)) && pair="relay ours"
-	for mode in down up setup; do
-		for p in $pair; do
-			has "$p" || continue
-			if [[ $mode == setup ]]; then
-				measure "$p" setup -concurrency 50 -duration "$window" -repeat "$main_windows" -round "$round"
-			else
-				measure "$p" throughput -dir "$mode" -bytes "$big" -repeat "$main_tput_repeat" -round "$round"
-			fi
+# main_rounds_of A B: the rounds for the pair of labels A and B (A first in
+# odd rounds, B first in even ones); labels not measured this time are
+# left out.
+main_rounds_of() {
+	local round mode p pair
+	for ((round = 1; round <= main_rounds; round++)); do
+		pair="$1 $2"
+		((round % 2 == 0)) && pair="$2 $1"
+		for mode in down up setup; do
+			for p in $pair; do
+				has "$p" || continue
+				if [[ $mode == setup ]]; then
+					measure "$p" setup -concurrency 50 -duration "$window" -repeat "$main_windows" -round "$round"
+				else
+					measure "$p" throughput -dir "$mode" -bytes "$big" -repeat "$main_tput_repeat" -round "$round"
+				fi
+			done
 		done
 	done
-done
+}
+main_rounds_of ours relay
 # Pinned rounds: the same comparison with the proxy on CPU 0 and loadtest
 # (the client, and the target it starts) on CPU 1, under labels of their
 # own, so the report can set the ratios with the cores shared and apart side
@@ -459,19 +466,10 @@ if ((pinned_on)); then
 	for p in $pin_labels; do
 		rm -f "$out/$p.jsonl.partial" "$out/$p"-*.log
 	done
-	for ((round = 1; round <= main_rounds; round++)); do
-		pair="ours-pinned relay-pinned"
-		((round % 2 == 0)) && pair="relay-pinned ours-pinned"
-		for mode in down up setup; do
-			for p in $pair; do
-				if [[ $mode == setup ]]; then
-					measure "$p" setup -concurrency 50 -duration "$window" -repeat "$main_windows" -round "$round"
-				else
-					measure "$p" throughput -dir "$mode" -bytes "$big" -repeat "$main_tput_repeat" -round "$round"
-				fi
-			done
-		done
-	done
+	proxies_before_pinned=$proxies
+	proxies+=" $pin_labels"
+	main_rounds_of ours-pinned relay-pinned
+	proxies=$proxies_before_pinned
 fi
 # The others, far from the targets, one pass each, mode by mode across
 # proxies, so all of them see the machine in the same state; wss on the

@@ -11,16 +11,9 @@ import (
 func TestReportMainRounds(t *testing.T) {
 	const machine = "Test CPU, 2 cores (nproc), Linux 9.9"
 	run := func(label, mode, dir string, round int, v float64) *Result {
-		r := &Result{Mode: mode, Label: label, Dir: dir, Round: round, Commit: "c1-dirty", Machine: machine,
-			Time: "2026-12-01T10:00:00Z", ProxyCPU: newSpread([]float64{90}), ClientCPU: newSpread([]float64{40}),
-			TargetCPU: newSpread([]float64{30}), Pinned: true, Affinity: "proxy on CPUs 0, client on 1, target on 1"}
-		if mode == "setup" {
-			r.Concurrency, r.WindowSeconds = 50, 5
-			r.SessionsPerSec = newSpread([]float64{v})
-		} else {
-			r.ConnsWanted, r.Bytes = 1, 1<<30
-			r.MBps = newSpread([]float64{v})
-		}
+		r := roundRun(label, mode, dir, round, v)
+		r.Commit, r.Machine = "c1-dirty", machine
+		r.Pinned, r.Affinity = true, "proxy on CPUs 0, client on 1, target on 1"
 		return r
 	}
 	var all []*Result
@@ -97,17 +90,10 @@ func TestCPUPerSetup(t *testing.T) {
 // and never rows in the main tables.
 func TestReportPinnedRounds(t *testing.T) {
 	run := func(label, mode, dir string, round int, v float64) *Result {
-		r := &Result{Mode: mode, Label: label, Dir: dir, Round: round, Commit: "c2", Time: "2026-12-01T10:00:00Z",
-			ProxyCPU: newSpread([]float64{90}), ClientCPU: newSpread([]float64{40}), TargetCPU: newSpread([]float64{30})}
+		r := roundRun(label, mode, dir, round, v)
+		r.Commit = "c2"
 		if strings.HasSuffix(label, pinnedSuffix) {
 			r.Pinned, r.Affinity = true, "proxy on CPUs 0, client on 1, target on 1"
-		}
-		if mode == "setup" {
-			r.Concurrency, r.WindowSeconds = 50, 5
-			r.SessionsPerSec = newSpread([]float64{v})
-		} else {
-			r.ConnsWanted, r.Bytes = 1, 1<<30
-			r.MBps = newSpread([]float64{v})
 		}
 		return r
 	}
@@ -138,4 +124,19 @@ func TestReportPinnedRounds(t *testing.T) {
 	if strings.Contains(b.String(), "### Pinned apart") {
 		t.Error("a pinned section without pinned rounds")
 	}
+}
+
+// roundRun is a result of one round of the main comparison: v is its
+// sessions/s (setup) or MB/s (throughput, one connection).
+func roundRun(label, mode, dir string, round int, v float64) *Result {
+	r := &Result{Mode: mode, Label: label, Dir: dir, Round: round, Time: "2026-12-01T10:00:00Z",
+		ProxyCPU: newSpread([]float64{90}), ClientCPU: newSpread([]float64{40}), TargetCPU: newSpread([]float64{30})}
+	if mode == "setup" {
+		r.Concurrency, r.WindowSeconds = 50, 5
+		r.SessionsPerSec = newSpread([]float64{v})
+	} else {
+		r.ConnsWanted, r.Bytes = 1, 1<<30
+		r.MBps = newSpread([]float64{v})
+	}
+	return r
 }
