@@ -248,6 +248,14 @@ func (p *process) serve() int {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(50)
 	}
+	// An event loop waits in epoll_wait holding a P, and the runtime gives
+	// that P to other goroutines (dials, TLS handshakes, token lookups, the
+	// log writer) only when its monitor takes it back, up to 10 ms later on
+	// a quiet proxy. With a single P (one CPU, or a CPU quota of one) every
+	// dial waits for that: keep a second P beside the loop.
+	if os.Getenv("GOMAXPROCS") == "" && runtime.GOMAXPROCS(0) < 2 {
+		runtime.GOMAXPROCS(2)
+	}
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
