@@ -12,6 +12,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/gowebsockify/websockify/codec"
 	"golang.org/x/sys/unix"
 )
 
@@ -196,5 +197,31 @@ func TestSessionListAddRemove(t *testing.T) {
 	}
 	if sl.n != 2 || len(left) != 2 || left[0] != ss[2] || left[1] != ss[1] {
 		t.Fatalf("left %d (%d listed)", sl.n, len(left))
+	}
+}
+
+// The payloads of one client read go to the target in one writev: a long
+// payload never forces out what is gathered (it once did, whenever it was
+// longer than the room kept for short copies, so 64 KiB frames went out a
+// writev each).
+func TestTargetGatherFull(t *testing.T) {
+	l := &loop{targetIov: make([][]byte, 0, 4), smallBytes: make([]byte, 0, 2*codec.MaxUnaliasedPayload)}
+	big := make([]byte, 64<<10)
+	for i := 0; i < 4; i++ {
+		if l.targetGatherFull(len(big)) {
+			t.Fatalf("payload %d of 64 KiB: flush asked with %d of %d gathered", i, len(l.targetIov), cap(l.targetIov))
+		}
+		l.targetIov = append(l.targetIov, big)
+	}
+	if !l.targetGatherFull(len(big)) {
+		t.Error("a full iovec was not flushed")
+	}
+	l.targetIov = l.targetIov[:1]
+	l.smallBytes = append(l.smallBytes, make([]byte, 2*codec.MaxUnaliasedPayload-1)...)
+	if !l.targetGatherFull(codec.MaxUnaliasedPayload) {
+		t.Error("a short payload that does not fit its copies' room was not flushed")
+	}
+	if l.targetGatherFull(1) || l.targetGatherFull(len(big)) {
+		t.Error("flush asked for a payload that fits")
 	}
 }

@@ -234,7 +234,7 @@ func (s *session) ToTarget(p []byte) {
 	if s.x != nil && s.x.rec != nil {
 		s.x.rec.FromClient(s.recordMillis(), p)
 	}
-	if len(l.targetIov) == cap(l.targetIov) || len(l.smallBytes)+len(p) > cap(l.smallBytes) {
+	if l.targetGatherFull(len(p)) {
 		s.flushTarget()
 	}
 	if len(p) <= codec.MaxUnaliasedPayload {
@@ -243,6 +243,17 @@ func (s *session) ToTarget(p []byte) {
 		p = l.smallBytes[start:]
 	}
 	l.targetIov = append(l.targetIov, p)
+}
+
+// targetGatherFull says whether what is gathered for the target must be
+// written before a payload of n bytes joins it: the iovec is full, or a
+// short payload (copied) would not fit the bytes kept for those. A long
+// payload is not copied, so the copies' room does not limit it.
+func (l *loop) targetGatherFull(n int) bool {
+	if len(l.targetIov) == cap(l.targetIov) {
+		return true
+	}
+	return n <= codec.MaxUnaliasedPayload && len(l.smallBytes)+n > cap(l.smallBytes)
 }
 
 func (s *session) flushTarget() {
