@@ -63,7 +63,7 @@ rows=$tmp/rows # round build transport measurement value
 	echo "# certificate: openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost, cert and key in one PEM"
 	echo "# commands (PROXY: $old_bin or bin/websockify; wss adds --cert PEM to the proxy and -tls to loadtest):"
 	echo "#   bin/loadtest throughput -proxy-cmd 'PROXY {listen} {target}' -dir down|up -bytes $bytes -repeat $repeat -json -commit C -round R"
-	echo "#   bin/loadtest hold -proxy-cmd 'PROXY {listen} {target}' -conns $conns -json -commit C -round R"
+	echo "#   bin/loadtest hold -proxy-cmd 'PROXY {listen} {target}' -conns $conns -ramp-timeout 120s -json -commit C -round R"
 	echo "# every run: round, build, then loadtest's own summary line"
 } >"$txt"
 
