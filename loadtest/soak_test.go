@@ -94,7 +94,7 @@ func TestSoakOurProxy(t *testing.T) {
 	if tcp == 0 || frame == 0 {
 		t.Errorf("half-close ends %v: want both kinds", res.HalfCloseEnds)
 	}
-	if res.RSS == nil || res.RSS.Samples < rssMinSamples || res.RSS.Climbing || len(res.RSSSeries) < 10 {
+	if res.RSS == nil || res.RSS.Climbing || len(res.RSSSeries) < 10 {
 		t.Errorf("RSS judgement %+v over %d samples", res.RSS, len(res.RSSSeries))
 	}
 	if res.End == "" || res.Machine == "" {
