@@ -27,14 +27,14 @@ func (r *soakRun) slowReader(id uint64, b64 bool) {
 	}
 }
 
-// slowDownload asks for 4 MiB .. 32 MiB (at most -bulk-max) of a seeded
+// slowDownload asks for 8 MiB .. 32 MiB (at most -bulk-max) of a seeded
 // stream and reads it for 2-6 s in reads of 256 B .. 4 KiB with 5-20 ms
 // pauses (at most ~800 KB/s, far below what loopback carries), so the
 // socket buffers fill and the proxy has to stop reading its target; then it
 // reads the rest at full speed. Every byte is checked.
 func (r *soakRun) slowDownload(rng *mrand.Rand, b64, wss bool) error {
 	hi := int(min(32<<20, r.cfg.bulkMax))
-	n := int64(logUniform(rng.Float64(), min(4<<20, hi), hi))
+	n := int64(logUniform(rng.Float64(), min(8<<20, hi), hi))
 	seed := rng.Uint64()
 	c, e, err := r.dial(b64, wss)
 	if err != nil {
