@@ -71,7 +71,7 @@ func soakMain(args []string) error {
 	fs.IntVar(&c.fragmenters, "fragmented", 4, "echo sessions sending fragmented messages (continuation frames, pings between fragments)")
 	fs.Float64Var(&c.b64Share, "base64", 0.25, "share of sessions using the base64 subprotocol")
 	fs.Float64Var(&c.wssShare, "wss-share", 0, "share of sessions over wss:// on the proxy's one port (the proxy needs a certificate: put --cert {cert} in -proxy-cmd)")
-	fs.Float64Var(&c.rssGrowthMiB, "rss-growth", 0, "RSS growth in MiB, fitted over the run after its warm-up, that fails it when the last quarter is also above the first (0: the larger of 8 MiB and 10% of the median)")
+	fs.Float64Var(&c.rssGrowthMiB, "rss-growth", 0, "RSS growth in MiB, fitted over the run after its warm-up, that fails it when the median of the last quarter is also above the first quarter's by half of it (0: the larger of 8 MiB and 10% of the median)")
 	fs.DurationVar(&c.warmup, "warmup", 10*time.Second, "traffic (every kind, no faults) before the baseline reading of goroutines and descriptors")
 	fs.DurationVar(&c.quiesce, "quiesce", 25*time.Second, "idle time before each of the baseline and final readings (gnet retires an idle pool worker within 20 s)")
 	fs.DurationVar(&c.think, "think", 100*time.Millisecond, "mean pause between an echo session's messages")
@@ -205,6 +205,7 @@ type soakRun struct {
 	cfg           *soakConfig
 	env           *soakEnv
 	st            *soakStats // shared by the warm-up and the run
+	phase         string     // "warm-up" or "soak", for the progress lines
 	stop          atomic.Bool
 	done          chan struct{} // closed when the traffic phase ends
 	epoch         atomic.Int64  // target restarts: odd while the target is down
@@ -257,13 +258,15 @@ func runSoak(c *soakConfig, progress io.Writer) (*soakResult, error) {
 		Time: time.Now().UTC().Format(time.RFC3339), Seed: c.seed}
 	fmt.Fprintf(progress, "soak of %s: %s\n  commit %s; %s; seed %d; started %s\n", c.label, desc, orDash(c.commit), res.Machine, c.seed, res.Time)
 	if c.warmup > 0 {
-		w := &soakRun{cfg: c.warmupConfig(), env: env, st: st, done: make(chan struct{})}
+		w := &soakRun{cfg: c.warmupConfig(), env: env, st: st, done: make(chan struct{}), phase: "warm-up"}
 		fmt.Fprintf(progress, "warm-up: %v of every traffic kind, no faults\n", c.warmup)
-		if err := w.traffic(progress, nil); err != nil {
+		wmem := startMemPeak(env.pid, time.Second)
+		if err := w.traffic(progress, wmem); err != nil {
 			res.Failures = append(res.Failures, "during the warm-up: "+err.Error())
 		}
+		wmem.stop()
 	}
-	r := &soakRun{cfg: c, env: env, st: st, done: make(chan struct{})}
+	r := &soakRun{cfg: c, env: env, st: st, done: make(chan struct{}), phase: "soak"}
 	res.ProxyBefore = r.quiesced()
 	fmt.Fprintf(progress, "baseline after the warm-up and %v idle: %s\n", c.quiesce, res.ProxyBefore)
 

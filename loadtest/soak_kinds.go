@@ -184,7 +184,7 @@ func (r *soakRun) halfCloseSession(rng *mrand.Rand, how string, wss bool) error 
 	r.st.endedAs(fmt.Sprintf("%s: %s (%s)", how, outcome, share))
 	wantEnd := map[string]string{halfCloseTCP: "eof", halfCloseFrame: "close-1000 then eof"}[how]
 	if outcome != wantEnd && !r.affected(e) {
-		r.st.fail(kind+" "+how, fmt.Errorf("ended by %s, want %s", outcome, wantEnd))
+		r.st.fail(kind+" "+how, fmt.Errorf("ended by %s, want %s: %w", outcome, wantEnd, end))
 	}
 	return nil
 }

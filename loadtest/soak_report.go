@@ -162,8 +162,8 @@ func (r *soakRun) progressLine(el time.Duration, mem *memPeak) string {
 	if peak > 0 {
 		rssText = fmt.Sprintf("%.1f MiB (peak %.1f)", float64(now)/(1<<20), float64(peak)/(1<<20))
 	}
-	return fmt.Sprintf("soak %5.0fs  open %4d  opened %7d  verified %9.1f MB  corrupt %d  faults %5d  errors %d  rss %s",
-		el.Seconds(), r.st.open.Load(), r.st.opened.Load(), float64(r.st.verified.Load())/1e6,
+	return fmt.Sprintf("%s %5.0fs  open %4d  opened %7d  verified %9.1f MB  corrupt %d  faults %5d  errors %d  rss %s",
+		r.phase, el.Seconds(), r.st.open.Load(), r.st.opened.Load(), float64(r.st.verified.Load())/1e6,
 		r.st.corrupted.Load(), nf, nerr, rssText)
 }
 

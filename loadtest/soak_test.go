@@ -166,6 +166,82 @@ func TestSoakDetectsCorruption(t *testing.T) {
 	}
 }
 
+// A proxy that answers a client's half-close with a reset instead of a
+// clean end must be caught: here our proxy behind a relay that does so.
+// Sessions ended by a close frame pass the relay untouched and stay clean.
+func TestSoakDetectsBadHalfClose(t *testing.T) {
+	bin := buildWebsockify(t)
+	defer runCleanups()
+	target, err := freeLoopbackAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := startProxy(bin+" {listen} {target}", target, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := resetOnHalfCloseRelay(t, p.listen)
+	cfg := shortSoak()
+	cfg.proxyURL, cfg.target, cfg.duration = "ws://"+relay+"/", target, 3*time.Second
+	cfg.sessions, cfg.bulkWorkers, cfg.churnWorkers, cfg.slowReaders, cfg.fragmenters = 0, 0, 0, 0, 0
+	cfg.faultEvery, cfg.restartEvery, cfg.warmup, cfg.quiesce, cfg.maxErrors = 0, 0, 0, 0, 0
+	if err := cfg.check(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := runSoak(cfg, testLog{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + res.table())
+	var bad, good int
+	for k, n := range res.Errors.Count {
+		if strings.Contains(k, halfCloseTCP) {
+			bad += n
+		} else {
+			t.Errorf("unexpected error kind %s: %s", k, res.Errors.Example[k])
+		}
+	}
+	for k, n := range res.HalfCloseEnds {
+		if strings.HasPrefix(k, halfCloseFrame+": close-1000 then eof") {
+			good += int(n)
+		}
+	}
+	if bad == 0 || good == 0 || res.Pass {
+		t.Fatalf("reset half-closes counted %d, clean close frames %d, pass %v: want both counted and a failed run", bad, good, res.Pass)
+	}
+}
+
+// resetOnHalfCloseRelay forwards to addr, and when its client half-closes
+// it resets the client's connection instead of passing the FIN on.
+func resetOnHalfCloseRelay(t *testing.T, addr string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				up, err := net.Dial("tcp", addr)
+				if err != nil {
+					c.Close()
+					return
+				}
+				go func() { _, _ = io.Copy(c, up); _ = c.(*net.TCPConn).CloseWrite() }()
+				_, _ = io.Copy(up, c)
+				_ = c.(*net.TCPConn).SetLinger(0)
+				c.Close()
+				up.Close()
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
 // With --workers 2 the goroutines and sessions are summed over the
 // workers' status lines, and descriptors and RSS over the process tree.
 func TestSoakWorkers(t *testing.T) {
