@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -58,7 +59,8 @@ func (m *memPeak) sample() {
 	m.mu.Lock()
 	m.rss, m.priv = max(m.rss, s.RSS), max(m.priv, s.PrivateDirty)
 	m.last = s.RSS
-	m.series = append(m.series, rssSample{T: time.Since(m.start).Seconds(), RSS: s.RSS})
+	t := math.Round(time.Since(m.start).Seconds()*1000) / 1000 // ms: enough, and the JSON stays short
+	m.series = append(m.series, rssSample{T: t, RSS: s.RSS})
 	m.mu.Unlock()
 }
 
