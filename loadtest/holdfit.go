@@ -36,36 +36,60 @@ func fitMemory(curve []memPoint) *memFit {
 	if len(pts) < 2 {
 		return nil
 	}
-	n := float64(len(pts))
+	xs, ys := make([]float64, len(pts)), make([]float64, len(pts))
+	for i, p := range pts {
+		xs[i], ys[i] = float64(p.Sessions), float64(p.PrivateDirty)
+	}
+	l, ok := fitLine(xs, ys)
+	if !ok {
+		return nil
+	}
+	return &memFit{BytesPerSession: l.slope, InterceptBytes: l.intercept, R2: l.r2, ResidualBytes: l.rms, Points: len(pts)}
+}
+
+// line is a least-squares fit y = intercept + slope*x.
+type line struct {
+	slope, intercept float64
+	r2               float64 // 1: every point on the line
+	rms              float64 // root mean square distance of the points from the line
+}
+
+// fitLine fits a line through the points (xs[i], ys[i]); false when there
+// are fewer than two points or all share one x.
+func fitLine(xs, ys []float64) (line, bool) {
+	if len(xs) < 2 || len(xs) != len(ys) {
+		return line{}, false
+	}
+	n := float64(len(xs))
 	var sx, sy float64
-	for _, p := range pts {
-		sx += float64(p.Sessions)
-		sy += float64(p.PrivateDirty)
+	for i := range xs {
+		sx += xs[i]
+		sy += ys[i]
 	}
 	mx, my := sx/n, sy/n
 	var sxx, sxy, syy float64
-	for _, p := range pts {
-		dx, dy := float64(p.Sessions)-mx, float64(p.PrivateDirty)-my
+	for i := range xs {
+		dx, dy := xs[i]-mx, ys[i]-my
 		sxx += dx * dx
 		sxy += dx * dy
 		syy += dy * dy
 	}
 	if sxx == 0 {
-		return nil
+		return line{}, false
 	}
-	f := &memFit{BytesPerSession: sxy / sxx, Points: len(pts)}
-	f.InterceptBytes = my - f.BytesPerSession*mx
+	l := line{slope: sxy / sxx}
+	l.intercept = my - l.slope*mx
 	var ssRes float64
-	for _, p := range pts {
-		d := float64(p.PrivateDirty) - (f.InterceptBytes + f.BytesPerSession*float64(p.Sessions))
+	for i := range xs {
+		d := ys[i] - (l.intercept + l.slope*xs[i])
 		ssRes += d * d
 	}
-	f.ResidualBytes = math.Sqrt(ssRes / n)
-	f.R2 = 1
+	l.rms = math.Sqrt(ssRes / n)
+	l.r2 = 1
 	if syy > 0 {
-		f.R2 = 1 - ssRes/syy
+		l.r2 = 1 - ssRes/syy
 	}
-	return f
+	return l, true
 }
 
 // heldBytesPerSession is a hold result's proxy memory per session: the

@@ -47,8 +47,9 @@ modes:
   echo         many connections doing small request/response round trips
   setup        connection churn: handshake, one echo byte, close, repeat
   hold         open N idle sessions and measure the proxy's memory per session
-  soak         long run of verified echo, bulk and churn traffic plus faults; fails on
-               any corrupted byte or a descriptor/goroutine/session leak
+  soak         long run of verified echo, bulk, churn, slow-reader, half-close and
+               fragmented traffic (some over wss with -wss-share) plus faults; fails on
+               any corrupted byte, a descriptor/goroutine/session leak or a steady RSS climb
   slow         slow consumer: the target sends N bytes, the client reads at R bytes/s;
                the proxy's peak memory, every byte verified
   openloop     latency at fixed offered rates (open loop, full histograms)

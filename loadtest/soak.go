@@ -32,7 +32,10 @@ type soakConfig struct {
 	jsonOut                                     bool
 	duration, opTimeout, progress               time.Duration
 	sessions, bulkWorkers, churnWorkers         int
-	b64Share                                    float64
+	slowReaders, halfClosers, fragmenters       int
+	b64Share, wssShare                          float64
+	rssGrowthMiB                                float64
+	warmup, quiesce                             time.Duration
 	think                                       time.Duration
 	lifeMin, lifeMax                            time.Duration
 	bulkMax                                     int64
@@ -63,7 +66,14 @@ func soakMain(args []string) error {
 	fs.IntVar(&c.sessions, "sessions", 200, "long-lived echo sessions")
 	fs.IntVar(&c.bulkWorkers, "bulk", 2, "bulk transfers running at once (alternating download and upload)")
 	fs.IntVar(&c.churnWorkers, "churn", 4, "connection-churn loops (connect, one echo, close)")
+	fs.IntVar(&c.slowReaders, "slow-readers", 4, "downloads read slowly (small reads with pauses, so the proxy's backpressure engages), then at full speed")
+	fs.IntVar(&c.halfClosers, "halfclose", 2, "loops of echo sessions that end by a TCP half-close or a close frame while echoes are still due")
+	fs.IntVar(&c.fragmenters, "fragmented", 4, "echo sessions sending fragmented messages (continuation frames, pings between fragments)")
 	fs.Float64Var(&c.b64Share, "base64", 0.25, "share of sessions using the base64 subprotocol")
+	fs.Float64Var(&c.wssShare, "wss-share", 0, "share of sessions over wss:// on the proxy's one port (the proxy needs a certificate: put --cert {cert} in -proxy-cmd)")
+	fs.Float64Var(&c.rssGrowthMiB, "rss-growth", 0, "RSS growth in MiB, fitted over the run after its warm-up, that fails it when the median of the last quarter is also above the first quarter's by half of it (0: the larger of 8 MiB and 10% of the median)")
+	fs.DurationVar(&c.warmup, "warmup", 10*time.Second, "traffic (every kind, no faults) before the baseline reading of goroutines and descriptors")
+	fs.DurationVar(&c.quiesce, "quiesce", 25*time.Second, "idle time before each of the baseline and final readings (gnet retires an idle pool worker within 20 s)")
 	fs.DurationVar(&c.think, "think", 100*time.Millisecond, "mean pause between an echo session's messages")
 	fs.DurationVar(&c.lifeMin, "life-min", 10*time.Second, "shortest life of an echo session")
 	fs.DurationVar(&c.lifeMax, "life-max", 5*time.Minute, "longest life of an echo session")
@@ -72,9 +82,9 @@ func soakMain(args []string) error {
 	fs.DurationVar(&c.restartEvery, "restart-every", time.Minute, "pause between target restarts (0: none)")
 	fs.DurationVar(&c.restartGap, "restart-gap", time.Second, "how long the target stays down")
 	fs.DurationVar(&c.halfOpenLimit, "halfopen-limit", 45*time.Second, "a half-open or stalled client must be closed by the proxy within this")
-	fs.DurationVar(&c.drainLimit, "drain", 15*time.Second, "wait for the proxy's sessions and descriptors to drain after the traffic")
-	fs.IntVar(&c.fdSlack, "fd-slack", 4, "descriptors the proxy may hold above its count before traffic")
-	fs.IntVar(&c.goroutineSlack, "goroutine-slack", 8, "goroutines the proxy may run above its count before traffic")
+	fs.DurationVar(&c.drainLimit, "drain", 15*time.Second, "wait for the proxy's sessions to drain after the warm-up and after the traffic")
+	fs.IntVar(&c.fdSlack, "fd-slack", 4, "descriptors the proxy may hold above its baseline")
+	fs.IntVar(&c.goroutineSlack, "goroutine-slack", 8, "goroutines the proxy may run above its baseline")
 	fs.IntVar(&c.maxErrors, "max-errors", -1, "fail the run above this many unexpected session errors (-1: report only)")
 	fs.DurationVar(&c.progress, "progress", 5*time.Second, "interval of the progress lines on stderr")
 	fs.Uint64Var(&c.seed, "seed", 0, "seed of payloads and choices (0: from the clock); timing still differs between runs")
@@ -87,7 +97,7 @@ func soakMain(args []string) error {
 	if err := c.check(); err != nil {
 		return err
 	}
-	armWatchdog(c.duration+c.drainLimit+c.halfOpenLimit+2*c.opTimeout+2*time.Minute, nil)
+	armWatchdog(c.warmup+c.duration+2*(c.drainLimit+c.quiesce+c.opTimeout)+c.halfOpenLimit+2*time.Minute, nil)
 	res, err := runSoak(c, os.Stderr)
 	runCleanups()
 	if res != nil {
@@ -127,12 +137,26 @@ func (c *soakConfig) check() error {
 	if c.progress <= 0 {
 		c.progress = 5 * time.Second
 	}
+	if c.wssShare < 0 || c.wssShare > 1 || c.b64Share < 0 || c.b64Share > 1 {
+		return errors.New("-wss-share and -base64 are shares between 0 and 1")
+	}
+	if c.wssShare > 0 && c.proxyCmd != "" && !strings.Contains(c.proxyCmd, "--cert") {
+		return errors.New("-wss-share needs a proxy with a certificate: put --cert {cert} in -proxy-cmd")
+	}
+	if strings.Contains(c.proxyCmd, "{cert}") {
+		pem, err := selfSignedPEM()
+		if err != nil {
+			return err
+		}
+		c.proxyCmd = strings.ReplaceAll(c.proxyCmd, "{cert}", pem)
+	}
 	return checkLoopback(c.target)
 }
 
 // soakEnv is a target (restartable) and a proxy, shared by soak and slow.
 type soakEnv struct {
 	client  *client
+	wss     *client    // the same proxy over wss://; nil unless -wss-share
 	proxy   *proxyProc // nil when started by hand
 	pid     int        // 0 when unknown
 	logPath string     // the proxy's log, "" when not ours to read
@@ -180,7 +204,8 @@ func startSoakEnv(proxyURL, proxyCmd, target, proxyLog, label string, pid int, o
 type soakRun struct {
 	cfg           *soakConfig
 	env           *soakEnv
-	st            soakStats
+	st            *soakStats // shared by the warm-up and the run
+	phase         string     // "warm-up" or "soak", for the progress lines
 	stop          atomic.Bool
 	done          chan struct{} // closed when the traffic phase ends
 	epoch         atomic.Int64  // target restarts: odd while the target is down
@@ -223,14 +248,64 @@ func runSoak(c *soakConfig, progress io.Writer) (*soakResult, error) {
 	if err != nil {
 		return nil, err
 	}
-	r := &soakRun{cfg: c, env: env, done: make(chan struct{})}
-	r.st.faults = map[string]int64{}
-	r.st.drops = map[string]*dropStat{}
-	r.warmUp()
-	res := &soakResult{Mode: "soak", Label: c.label, Proxy: desc, Commit: c.commit, Machine: machineLine(), Time: time.Now().UTC().Format(time.RFC3339), Seed: c.seed}
-	res.ProxyBefore = r.baseline()
+	if c.wssShare > 0 {
+		wss := *env.client
+		wss.tls = true
+		env.wss = &wss
+	}
+	st := newSoakStats()
+	res := &soakResult{Mode: "soak", Label: c.label, Proxy: desc, Commit: c.commit, Machine: machineLine(),
+		Time: time.Now().UTC().Format(time.RFC3339), Seed: c.seed}
+	fmt.Fprintf(progress, "soak of %s: %s\n  commit %s; %s; seed %d; started %s\n", c.label, desc, orDash(c.commit), res.Machine, c.seed, res.Time)
+	if c.warmup > 0 {
+		w := &soakRun{cfg: c.warmupConfig(), env: env, st: st, done: make(chan struct{}), phase: "warm-up"}
+		fmt.Fprintf(progress, "warm-up: %v of every traffic kind, no faults\n", c.warmup)
+		wmem := startMemPeak(env.pid, time.Second)
+		if err := w.traffic(progress, wmem); err != nil {
+			res.Failures = append(res.Failures, "during the warm-up: "+err.Error())
+		}
+		wmem.stop()
+	}
+	r := &soakRun{cfg: c, env: env, st: st, done: make(chan struct{}), phase: "soak"}
+	res.ProxyBefore = r.quiesced()
+	fmt.Fprintf(progress, "baseline after the warm-up and %v idle: %s\n", c.quiesce, res.ProxyBefore)
 
 	mem := startMemPeak(env.pid, time.Second)
+	start := time.Now()
+	proxyErr := r.traffic(progress, mem)
+	res.DurationS = time.Since(start).Seconds()
+	if proxyErr == nil {
+		res.ProxyAfter = r.quiesced()
+		fmt.Fprintf(progress, "after the drain and %v idle: %s\n", c.quiesce, res.ProxyAfter)
+	}
+	res.ProxyRSSPeak, res.ProxyPrivateDirtyPeak = mem.stop()
+	res.ProxyRSSAfter, _ = mem.rssNowAndPeak()
+	res.RSSSeries = mem.samples()
+	res.RSS = judgeRSS(res.RSSSeries, c.duration, c.rssGrowthMiB*(1<<20))
+	res.End = time.Now().UTC().Format(time.RFC3339)
+	r.fill(res, proxyErr)
+	return res, nil
+}
+
+// warmupConfig is the run's configuration cut down to a warm-up: every kind
+// of traffic, fewer sessions, short lives, no faults.
+func (c *soakConfig) warmupConfig() *soakConfig {
+	w := *c
+	w.duration = c.warmup
+	w.sessions = min(c.sessions, 16)
+	w.bulkWorkers, w.churnWorkers = min(c.bulkWorkers, 2), min(c.churnWorkers, 1)
+	w.slowReaders, w.halfClosers, w.fragmenters = min(c.slowReaders, 1), min(c.halfClosers, 1), min(c.fragmenters, 1)
+	w.lifeMin, w.lifeMax = min(c.lifeMin, time.Second), min(c.lifeMax, 3*time.Second)
+	w.bulkMax = min(c.bulkMax, 4<<20)
+	w.faultEvery, w.restartEvery = 0, 0
+	return &w
+}
+
+// traffic runs the workers for cfg.duration, printing a progress line every
+// cfg.progress, and waits for them to finish; the error is the proxy's
+// exit, if it died.
+func (r *soakRun) traffic(progress io.Writer, mem *memPeak) error {
+	c, env := r.cfg, r.env
 	start := time.Now()
 	rng := mrand.New(mrand.NewPCG(c.seed, 1))
 	for i := 0; i < c.sessions; i++ {
@@ -242,6 +317,15 @@ func runSoak(c *soakConfig, progress io.Writer) (*soakResult, error) {
 	}
 	for i := 0; i < c.churnWorkers; i++ {
 		r.spawn(func() { r.churnWorker(uint64(i)) })
+	}
+	for i := 0; i < c.slowReaders; i++ {
+		r.spawn(func() { r.slowReader(uint64(i), i%4 == 3 && c.b64Share > 0) })
+	}
+	for i := 0; i < c.halfClosers; i++ {
+		r.spawn(func() { r.halfCloser(uint64(i)) })
+	}
+	for i := 0; i < c.fragmenters; i++ {
+		r.spawn(func() { r.fragmenter(uint64(i), i%2 == 1 && c.b64Share > 0) })
 	}
 	if c.faultEvery > 0 {
 		r.spawn(r.faultLoop)
@@ -276,41 +360,11 @@ wait:
 	case <-time.After(c.opTimeout + c.drainLimit):
 		r.st.fail("drain", errors.New("workers still busy after the run; result taken anyway"))
 	}
-	res.DurationS = time.Since(start).Seconds()
 	fmt.Fprintln(progress, r.progressLine(time.Since(start), mem))
 	if proxyErr == nil && env.proxy != nil {
 		proxyErr = env.proxy.alive()
 	}
-	if proxyErr == nil {
-		res.ProxyAfter = r.drainedStatus(res.ProxyBefore)
-	}
-	res.ProxyRSSPeak, res.ProxyPrivateDirtyPeak = mem.stop()
-	res.ProxyRSSAfter, _ = mem.rssNowAndPeak()
-	r.fill(res, proxyErr)
-	return res, nil
-}
-
-// warmUp opens and closes a few sessions at once before the baseline
-// reading, so what a proxy creates once and keeps (per-loop state, pools)
-// is not mistaken for a leak.
-func (r *soakRun) warmUp() {
-	var wg sync.WaitGroup
-	for i := 0; i < 16; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if c, err := dialSoak(background, r.env.client, i%2 == 1); err == nil {
-				c.deadline(r.cfg.opTimeout)
-				if c.write([]byte{opEcho, 'w'}) == nil {
-					var p [1]byte
-					_, _ = c.readFull(p[:])
-				}
-				c.close()
-			}
-		}()
-	}
-	wg.Wait()
-	time.Sleep(time.Second)
+	return proxyErr
 }
 
 func (r *soakRun) spawn(f func()) {
@@ -328,9 +382,18 @@ func (r *soakRun) pause(d time.Duration) bool {
 	}
 }
 
-func (r *soakRun) dial(b64 bool) (*soakConn, int64, error) {
+// wantWSS draws whether a session goes over wss://.
+func (r *soakRun) wantWSS(rng *mrand.Rand) bool {
+	return r.env.wss != nil && rng.Float64() < r.cfg.wssShare
+}
+
+func (r *soakRun) dial(b64, wss bool) (*soakConn, int64, error) {
 	e := r.epoch.Load()
-	c, err := dialSoak(background, r.env.client, b64)
+	cl := r.env.client
+	if wss {
+		cl = r.env.wss
+	}
+	c, err := dialSoak(background, cl, b64)
 	if err == nil {
 		r.st.opened.Add(1)
 	}

@@ -50,7 +50,7 @@ func (r *soakRun) injectFault(kind string, seed uint64) {
 	case "client_reset":
 		// Mid-download, or mid-echo of a large message.
 		if rng.IntN(2) == 0 {
-			_ = r.bulkDown(seed, 64<<20, false, int64(rng.IntN(1<<20)))
+			_ = r.bulkDown(seed, 64<<20, false, false, int64(rng.IntN(1<<20)))
 		} else {
 			r.resetMidEcho(rng)
 		}
@@ -81,7 +81,7 @@ func handshakeHead() string {
 
 // resetMidEcho sends half of a large echo message and resets.
 func (r *soakRun) resetMidEcho(rng *mrand.Rand) {
-	c, e, err := r.dial(false)
+	c, e, err := r.dial(false, false)
 	if err != nil {
 		r.ended("client-reset-open", err, e)
 		return
@@ -153,7 +153,7 @@ func (r *soakRun) expectDropped(kind string, prefix []byte, drip time.Duration) 
 // RFC 6455. The proxy must answer close 1002 or drop the connection, and
 // must not pass anything on.
 func (r *soakRun) badFrame(rng *mrand.Rand) {
-	c, e, err := r.dial(false)
+	c, e, err := r.dial(false, false)
 	if err != nil {
 		r.ended("bad_frame-open", err, e)
 		return

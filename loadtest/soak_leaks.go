@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
 )
@@ -157,34 +156,37 @@ func catchesSignal(pid int, sig syscall.Signal) bool {
 	return false
 }
 
-// baseline is the reading before traffic: the lowest of a few, because the
-// warm-up's sessions may still be winding down.
-func (r *soakRun) baseline() *proxyStatus {
-	best := r.proxyStatus()
-	for i := 0; i < 4; i++ {
-		time.Sleep(500 * time.Millisecond)
+// quiesced is the reading the goroutine and descriptor checks compare,
+// taken the same way for the baseline (after the warm-up) and at the end
+// (after the traffic): wait until the proxy counts no session (at most
+// cfg.drainLimit), leave it idle for cfg.quiesce, then read it three times
+// 500 ms apart and keep the lowest count of each. A baseline read before any
+// traffic would miss what the proxy keeps once it has served (pool workers,
+// per-loop buffers); one read straight after traffic would count pool
+// workers that gnet retires after 10 s idle, which is no leak.
+func (r *soakRun) quiesced() *proxyStatus {
+	for deadline := time.Now().Add(r.cfg.drainLimit); ; time.Sleep(500 * time.Millisecond) {
 		st := r.proxyStatus()
-		if st.FDs >= 0 && st.FDs < best.FDs {
-			best = st
+		if st.Sessions == nil || *st.Sessions == 0 || time.Now().After(deadline) {
+			break
 		}
 	}
-	return best
-}
-
-// drainedStatus polls until the proxy is back to its counts before the
-// traffic or the drain limit passes, and returns the last reading; the
-// slack is applied only when judging it.
-func (r *soakRun) drainedStatus(before *proxyStatus) *proxyStatus {
-	deadline := time.Now().Add(r.cfg.drainLimit)
-	for {
-		st := r.proxyStatus()
-		back := st.FDs <= before.FDs && (st.Sessions == nil || *st.Sessions == 0) &&
-			(st.Goroutines == nil || before.Goroutines == nil || *st.Goroutines <= *before.Goroutines)
-		if back || time.Now().After(deadline) {
-			return st
-		}
+	time.Sleep(r.cfg.quiesce)
+	low := r.proxyStatus()
+	for i := 0; i < 2; i++ {
 		time.Sleep(500 * time.Millisecond)
+		st := r.proxyStatus()
+		if st.FDs >= 0 && (low.FDs < 0 || st.FDs < low.FDs) {
+			low.FDs, low.FDKinds = st.FDs, st.FDKinds
+		}
+		if st.Goroutines != nil && (low.Goroutines == nil || *st.Goroutines < *low.Goroutines) {
+			low.Goroutines = st.Goroutines
+		}
+		if st.Sessions != nil && (low.Sessions == nil || *st.Sessions < *low.Sessions) {
+			low.Sessions = st.Sessions
+		}
 	}
+	return low
 }
 
 // leaks compares after with before; each entry is one failure.
@@ -200,58 +202,4 @@ func (r *soakRun) leaks(before, after *proxyStatus) []string {
 		out = append(out, fmt.Sprintf("session leak: the proxy still counts %d sessions", *after.Sessions))
 	}
 	return out
-}
-
-// memPeak samples the proxy tree's memory in the background.
-type memPeak struct {
-	pid       int
-	mu        sync.Mutex
-	rss, priv int64
-	last      int64 // the latest RSS reading
-	quit      chan struct{}
-	done      chan struct{}
-}
-
-func startMemPeak(pid int, every time.Duration) *memPeak {
-	m := &memPeak{pid: pid, quit: make(chan struct{}), done: make(chan struct{})}
-	go func() {
-		defer close(m.done)
-		t := time.NewTicker(every)
-		defer t.Stop()
-		for {
-			m.sample()
-			select {
-			case <-m.quit:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return m
-}
-
-func (m *memPeak) sample() {
-	if m.pid == 0 {
-		return
-	}
-	s := treeMemory(m.pid)
-	m.mu.Lock()
-	m.rss, m.priv = max(m.rss, s.RSS), max(m.priv, s.PrivateDirty)
-	m.last = s.RSS
-	m.mu.Unlock()
-}
-
-func (m *memPeak) rssNowAndPeak() (int64, int64) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.last, m.rss
-}
-
-func (m *memPeak) stop() (rss, privateDirty int64) {
-	close(m.quit)
-	<-m.done
-	m.sample()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.rss, m.priv
 }

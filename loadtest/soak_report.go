@@ -24,12 +24,51 @@ type soakStats struct {
 	sent, verified, corrupted atomic.Int64
 	opened, open, churned     atomic.Int64
 	roundTrips, bulkDone      atomic.Int64
+	slowDone, fragmented      atomic.Int64
 	affected                  atomic.Int64
 	mu                        sync.Mutex
 	faults                    map[string]int64
 	errs                      errorTally
 	firstCorruption           string
 	drops                     map[string]*dropStat
+	streams                   map[string]*streamStat
+	ends                      map[string]int64 // halfclose: how each kind of session ended
+}
+
+func newSoakStats() *soakStats {
+	return &soakStats{faults: map[string]int64{}, drops: map[string]*dropStat{}, streams: map[string]*streamStat{}, ends: map[string]int64{}}
+}
+
+// streamStat is what one kind of checked stream verified, in bytes.
+type streamStat struct {
+	Verified  int64 `json:"verified"`
+	Corrupted int64 `json:"corrupted"`
+}
+
+// counted adds n verified bytes, bad of them wrong, to the stream kind's
+// tally; what says where the first wrong byte was.
+func (s *soakStats) counted(kind string, n, bad int64, what func() string) {
+	s.verified.Add(n)
+	s.corrupted.Add(bad)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	t := s.streams[kind]
+	if t == nil {
+		t = &streamStat{}
+		s.streams[kind] = t
+	}
+	t.Verified += n
+	t.Corrupted += bad
+	if bad > 0 && s.firstCorruption == "" {
+		s.firstCorruption = what()
+	}
+}
+
+// ended counts how a session of a kind ended (the halfclose outcomes).
+func (s *soakStats) endedAs(what string) {
+	s.mu.Lock()
+	s.ends[what]++
+	s.mu.Unlock()
 }
 
 // dropStat is how one kind of half-open client fared: closed by the proxy
@@ -98,23 +137,20 @@ func causeOf(err error) string {
 // happened.
 func (s *soakStats) check(what string, got, want []byte) {
 	bad := diffCount(got, want)
-	s.verified.Add(int64(len(got)))
-	if bad > 0 {
-		s.corrupted.Add(bad)
-		s.mu.Lock()
-		if s.firstCorruption == "" {
-			i := 0
-			for got[i] == want[i] {
-				i++
-			}
-			s.firstCorruption = fmt.Sprintf("%s: byte %d of %d is %#02x, want %#02x", what, i, len(got), got[i], want[i])
+	s.counted(what, int64(len(got)), bad, func() string {
+		i := 0
+		for got[i] == want[i] {
+			i++
 		}
-		s.mu.Unlock()
-	}
+		return fmt.Sprintf("%s: byte %d of %d is %#02x, want %#02x", what, i, len(got), got[i], want[i])
+	})
 }
 
 func (r *soakRun) progressLine(el time.Duration, mem *memPeak) string {
-	now, peak := mem.rssNowAndPeak()
+	var now, peak int64
+	if mem != nil {
+		now, peak = mem.rssNowAndPeak()
+	}
 	r.st.mu.Lock()
 	var nf int64
 	for _, v := range r.st.faults {
@@ -126,51 +162,60 @@ func (r *soakRun) progressLine(el time.Duration, mem *memPeak) string {
 	if peak > 0 {
 		rssText = fmt.Sprintf("%.1f MiB (peak %.1f)", float64(now)/(1<<20), float64(peak)/(1<<20))
 	}
-	return fmt.Sprintf("soak %5.0fs  open %4d  opened %7d  verified %9.1f MB  corrupt %d  faults %5d  errors %d  rss %s",
-		el.Seconds(), r.st.open.Load(), r.st.opened.Load(), float64(r.st.verified.Load())/1e6,
+	return fmt.Sprintf("%s %5.0fs  open %4d  opened %7d  verified %9.1f MB  corrupt %d  faults %5d  errors %d  rss %s",
+		r.phase, el.Seconds(), r.st.open.Load(), r.st.opened.Load(), float64(r.st.verified.Load())/1e6,
 		r.st.corrupted.Load(), nf, nerr, rssText)
 }
 
 // soakResult is the soak's JSON object.
 type soakResult struct {
-	Mode                  string               `json:"mode"`
-	Label                 string               `json:"label"`
-	Proxy                 string               `json:"proxy"`
-	Commit                string               `json:"commit,omitempty"`
-	Machine               string               `json:"machine,omitempty"`
-	Time                  string               `json:"time"`
-	Seed                  uint64               `json:"seed"`
-	DurationS             float64              `json:"duration"`
-	BytesSent             int64                `json:"bytes_sent"`
-	BytesVerified         int64                `json:"bytes_verified"`
-	CorruptedBytes        int64                `json:"corrupted_bytes"`
-	FirstCorruption       string               `json:"first_corruption,omitempty"`
-	SessionsOpened        int64                `json:"sessions_opened"`
-	EchoRoundTrips        int64                `json:"echo_round_trips"`
-	ChurnSessions         int64                `json:"churn_sessions"`
-	BulkTransfers         int64                `json:"bulk_transfers"`
-	Faults                map[string]int64     `json:"faults"`
-	FaultAffected         int64                `json:"fault_affected_sessions"`
-	HalfOpen              map[string]*dropStat `json:"halfopen"`
-	UnexpectedErrors      int                  `json:"unexpected_errors"`
-	Errors                errorTally           `json:"errors"`
-	ProxyBefore           *proxyStatus         `json:"proxy_before"`
-	ProxyAfter            *proxyStatus         `json:"proxy_after"`
-	ProxyRSSPeak          int64                `json:"proxy_rss_peak"`
-	ProxyRSSAfter         int64                `json:"proxy_rss_after"` // after the drain: a steady climb shows here
-	ProxyPrivateDirtyPeak int64                `json:"proxy_private_dirty_peak"`
-	Failures              []string             `json:"failures"`
-	Pass                  bool                 `json:"pass"`
+	Mode                  string                 `json:"mode"`
+	Label                 string                 `json:"label"`
+	Proxy                 string                 `json:"proxy"`
+	Commit                string                 `json:"commit,omitempty"`
+	Machine               string                 `json:"machine,omitempty"`
+	Time                  string                 `json:"time"` // when it started (UTC)
+	End                   string                 `json:"end"`
+	Seed                  uint64                 `json:"seed"`
+	DurationS             float64                `json:"duration"`
+	BytesSent             int64                  `json:"bytes_sent"`
+	BytesVerified         int64                  `json:"bytes_verified"`
+	CorruptedBytes        int64                  `json:"corrupted_bytes"`
+	Streams               map[string]*streamStat `json:"streams"` // by kind of checked stream ("/wss": over wss)
+	HalfCloseEnds         map[string]int64       `json:"halfclose_ends"`
+	FirstCorruption       string                 `json:"first_corruption,omitempty"`
+	SessionsOpened        int64                  `json:"sessions_opened"`
+	EchoRoundTrips        int64                  `json:"echo_round_trips"`
+	ChurnSessions         int64                  `json:"churn_sessions"`
+	BulkTransfers         int64                  `json:"bulk_transfers"`
+	SlowDownloads         int64                  `json:"slow_downloads"`
+	FragmentedMessages    int64                  `json:"fragmented_messages"`
+	Faults                map[string]int64       `json:"faults"`
+	FaultAffected         int64                  `json:"fault_affected_sessions"`
+	HalfOpen              map[string]*dropStat   `json:"halfopen"`
+	UnexpectedErrors      int                    `json:"unexpected_errors"`
+	Errors                errorTally             `json:"errors"`
+	ProxyBefore           *proxyStatus           `json:"proxy_before"`
+	ProxyAfter            *proxyStatus           `json:"proxy_after"`
+	ProxyRSSPeak          int64                  `json:"proxy_rss_peak"`
+	ProxyRSSAfter         int64                  `json:"proxy_rss_after"` // after the drain: a steady climb shows here
+	ProxyPrivateDirtyPeak int64                  `json:"proxy_private_dirty_peak"`
+	RSS                   *rssVerdict            `json:"rss"`
+	RSSSeries             []rssSample            `json:"rss_series"` // every second from the start of the traffic to the final reading
+	Failures              []string               `json:"failures"`
+	Pass                  bool                   `json:"pass"`
 }
 
 func (r *soakRun) fill(res *soakResult, proxyErr error) {
-	st := &r.st
+	st := r.st
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	res.BytesSent, res.BytesVerified, res.CorruptedBytes = st.sent.Load(), st.verified.Load(), st.corrupted.Load()
 	res.FirstCorruption = st.firstCorruption
+	res.Streams, res.HalfCloseEnds = st.streams, st.ends
 	res.SessionsOpened, res.EchoRoundTrips = st.opened.Load(), st.roundTrips.Load()
 	res.ChurnSessions, res.BulkTransfers = st.churned.Load(), st.bulkDone.Load()
+	res.SlowDownloads, res.FragmentedMessages = st.slowDone.Load(), st.fragmented.Load()
 	res.Faults = map[string]int64{}
 	for _, k := range append(slices.Clone(faultKinds), faultRestart) {
 		res.Faults[k] = st.faults[k]
@@ -182,7 +227,9 @@ func (r *soakRun) fill(res *soakResult, proxyErr error) {
 		res.Errors = errorTally{Count: map[string]int{}, Example: map[string]string{}}
 	}
 	res.UnexpectedErrors = st.errs.total()
-	res.Failures = []string{}
+	if res.Failures == nil {
+		res.Failures = []string{}
+	}
 	if res.CorruptedBytes > 0 {
 		res.Failures = append(res.Failures, fmt.Sprintf("%d corrupted bytes (%s)", res.CorruptedBytes, res.FirstCorruption))
 	}
@@ -201,6 +248,9 @@ func (r *soakRun) fill(res *soakResult, proxyErr error) {
 	if res.ProxyAfter != nil {
 		res.Failures = append(res.Failures, r.leaks(res.ProxyBefore, res.ProxyAfter)...)
 	}
+	if res.RSS != nil && res.RSS.Climbing {
+		res.Failures = append(res.Failures, "RSS climbs: "+res.RSS.Verdict)
+	}
 	if r.cfg.maxErrors >= 0 && res.UnexpectedErrors > r.cfg.maxErrors {
 		res.Failures = append(res.Failures, fmt.Sprintf("%d unexpected errors (limit %d)", res.UnexpectedErrors, r.cfg.maxErrors))
 	}
@@ -212,15 +262,35 @@ func (res *soakResult) table() string {
 	var b bytes.Buffer
 	row := func(k, format string, a ...any) { fmt.Fprintf(&b, "  %-26s "+format+"\n", append([]any{k}, a...)...) }
 	fmt.Fprintf(&b, "soak of %s (%s), %.0f s, seed %d\n", res.Label, res.Proxy, res.DurationS, res.Seed)
+	row("commit", "%s", orDash(res.Commit))
+	row("machine", "%s", res.Machine)
+	row("started, ended (UTC)", "%s, %s", res.Time, res.End)
 	row("bytes sent", "%d", res.BytesSent)
 	row("bytes verified", "%d", res.BytesVerified)
 	row("corrupted bytes", "%d", res.CorruptedBytes)
+	kinds := make([]string, 0, len(res.Streams))
+	for k := range res.Streams {
+		kinds = append(kinds, k)
+	}
+	slices.Sort(kinds)
+	for _, k := range kinds {
+		row("  "+k, "%d bytes verified, %d corrupted", res.Streams[k].Verified, res.Streams[k].Corrupted)
+	}
+	ends := make([]string, 0, len(res.HalfCloseEnds))
+	for k := range res.HalfCloseEnds {
+		ends = append(ends, k)
+	}
+	slices.Sort(ends)
+	for _, k := range ends {
+		row("halfclose "+k, "%d", res.HalfCloseEnds[k])
+	}
 	row("sessions opened", "%d", res.SessionsOpened)
 	row("echo round trips", "%d", res.EchoRoundTrips)
 	row("churn sessions", "%d", res.ChurnSessions)
 	row("bulk transfers", "%d", res.BulkTransfers)
-	kinds := append(slices.Clone(faultKinds), faultRestart)
-	for _, k := range kinds {
+	row("slow downloads", "%d", res.SlowDownloads)
+	row("fragmented messages", "%d", res.FragmentedMessages)
+	for _, k := range append(slices.Clone(faultKinds), faultRestart) {
 		row("fault "+k, "%d", res.Faults[k])
 	}
 	row("fault-affected sessions", "%d (ended with a close frame)", res.FaultAffected)
@@ -246,6 +316,9 @@ func (res *soakResult) table() string {
 	}
 	row("proxy RSS peak", "%.1f MiB (private dirty %.1f MiB); %.1f MiB after the drain",
 		float64(res.ProxyRSSPeak)/(1<<20), float64(res.ProxyPrivateDirtyPeak)/(1<<20), float64(res.ProxyRSSAfter)/(1<<20))
+	if res.RSS != nil {
+		row("proxy RSS over the run", "%s", res.RSS.Verdict)
+	}
 	if res.Pass && res.UnexpectedErrors > 0 {
 		fmt.Fprintf(&b, "PASS (no corruption, no leak; but %d unexpected errors: -max-errors 0 fails on them)\n", res.UnexpectedErrors)
 	} else if res.Pass {

@@ -26,13 +26,28 @@ func buildWebsockify(t *testing.T) string {
 }
 
 // shortSoak is a soak small and fast enough for a shared CI machine, with
-// faults often enough that every kind happens.
+// faults often enough that every kind happens. Its quiesce is short, so its
+// goroutine readings may include gnet pool workers; the slack covers them.
 func shortSoak() *soakConfig {
 	return &soakConfig{target: "127.0.0.1:0", duration: 10 * time.Second, opTimeout: 10 * time.Second,
 		progress: 5 * time.Second, sessions: 20, bulkWorkers: 2, churnWorkers: 2, b64Share: 0.25,
+		slowReaders: 2, halfClosers: 2, fragmenters: 2,
 		think: 20 * time.Millisecond, lifeMin: 2 * time.Second, lifeMax: 5 * time.Second, bulkMax: 4 << 20,
 		faultEvery: 200 * time.Millisecond, restartEvery: 3 * time.Second, restartGap: 500 * time.Millisecond,
-		halfOpenLimit: 45 * time.Second, drainLimit: 15 * time.Second, fdSlack: 4, goroutineSlack: 8, maxErrors: -1}
+		warmup: 2 * time.Second, quiesce: 3 * time.Second,
+		halfOpenLimit: 45 * time.Second, drainLimit: 15 * time.Second, fdSlack: 4, goroutineSlack: 16, maxErrors: -1}
+}
+
+// checkKinds fails the test unless every named stream kind was verified
+// with no corrupted byte.
+func checkKinds(t *testing.T, res *soakResult, kinds ...string) {
+	t.Helper()
+	for _, k := range kinds {
+		s := res.Streams[k]
+		if s == nil || s.Verified == 0 || s.Corrupted != 0 {
+			t.Errorf("stream %s: %+v, want bytes verified and none corrupted", k, s)
+		}
+	}
 }
 
 type testLog struct{ t *testing.T }
@@ -42,9 +57,12 @@ func (w testLog) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
+// Our proxy with wss sessions mixed in on its one port: every traffic kind
+// over both transports, every fault, a clean verdict.
 func TestSoakOurProxy(t *testing.T) {
 	cfg := shortSoak()
-	cfg.proxyCmd = buildWebsockify(t) + " {listen} {target}"
+	cfg.proxyCmd = buildWebsockify(t) + " --cert {cert} {listen} {target}"
+	cfg.wssShare = 0.3
 	if err := cfg.check(); err != nil {
 		t.Fatal(err)
 	}
@@ -57,8 +75,30 @@ func TestSoakOurProxy(t *testing.T) {
 	if !res.Pass || res.CorruptedBytes != 0 {
 		t.Fatalf("soak failed: %v", res.Failures)
 	}
-	if res.BytesVerified < 1<<20 || res.EchoRoundTrips == 0 || res.ChurnSessions == 0 || res.BulkTransfers == 0 {
+	if res.BytesVerified < 1<<20 || res.EchoRoundTrips == 0 || res.ChurnSessions == 0 || res.BulkTransfers == 0 ||
+		res.SlowDownloads == 0 || res.FragmentedMessages == 0 {
 		t.Fatalf("too little traffic was verified")
+	}
+	checkKinds(t, res, "echo", "echo/wss", "bulk-down", "bulk-up", "churn", "slow-reader", "fragmented", "halfclose")
+	// Each way of ending with echoes due was seen, and only the documented
+	// ends (anything else is an unexpected error, checked below).
+	var tcp, frame int64
+	for k, n := range res.HalfCloseEnds {
+		switch {
+		case strings.HasPrefix(k, halfCloseTCP+": eof ("):
+			tcp += n
+		case strings.HasPrefix(k, halfCloseFrame+": close-1000 then eof ("):
+			frame += n
+		}
+	}
+	if tcp == 0 || frame == 0 {
+		t.Errorf("half-close ends %v: want both kinds", res.HalfCloseEnds)
+	}
+	if res.RSS == nil || res.RSS.Climbing || len(res.RSSSeries) < 10 {
+		t.Errorf("RSS judgement %+v over %d samples", res.RSS, len(res.RSSSeries))
+	}
+	if res.End == "" || res.Machine == "" {
+		t.Errorf("the run's end or machine is not recorded")
 	}
 	for k, n := range res.Faults {
 		if n == 0 {
@@ -96,6 +136,7 @@ func TestSoakDetectsCorruption(t *testing.T) {
 	cfg := shortSoak()
 	cfg.proxyURL, cfg.target, cfg.duration = "ws://"+relay+"/", target, 3*time.Second
 	cfg.b64Share, cfg.faultEvery, cfg.restartEvery = 0, 0, 0
+	cfg.warmup, cfg.quiesce = 0, 0
 	if err := cfg.check(); err != nil {
 		t.Fatal(err)
 	}
@@ -106,6 +147,168 @@ func TestSoakDetectsCorruption(t *testing.T) {
 	t.Log("\n" + res.table())
 	if res.CorruptedBytes == 0 || res.Pass {
 		t.Fatalf("corruption went unnoticed: %d corrupted bytes, pass %v", res.CorruptedBytes, res.Pass)
+	}
+	// Counted in bytes, by stream: one flipped byte per frame, so every
+	// kind that reads frames from the proxy has some, and none has more
+	// than it verified.
+	var sum int64
+	for _, k := range []string{"echo", "bulk-down", "slow-reader", "fragmented"} {
+		s := res.Streams[k]
+		if s == nil || s.Corrupted == 0 || s.Corrupted >= s.Verified {
+			t.Errorf("stream %s: %+v, want some corrupted bytes among the verified", k, s)
+		}
+	}
+	for _, s := range res.Streams {
+		sum += s.Corrupted
+	}
+	if sum != res.CorruptedBytes {
+		t.Errorf("streams sum to %d corrupted bytes, the total says %d", sum, res.CorruptedBytes)
+	}
+}
+
+// A proxy that answers a client's half-close with a reset instead of a
+// clean end must be caught: here our proxy behind a relay that does so.
+// Sessions ended by a close frame pass the relay untouched and stay clean.
+func TestSoakDetectsBadHalfClose(t *testing.T) {
+	bin := buildWebsockify(t)
+	defer runCleanups()
+	target, err := freeLoopbackAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := startProxy(bin+" {listen} {target}", target, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := resetOnHalfCloseRelay(t, p.listen)
+	cfg := shortSoak()
+	cfg.proxyURL, cfg.target, cfg.duration = "ws://"+relay+"/", target, 3*time.Second
+	cfg.sessions, cfg.bulkWorkers, cfg.churnWorkers, cfg.slowReaders, cfg.fragmenters = 0, 0, 0, 0, 0
+	cfg.faultEvery, cfg.restartEvery, cfg.warmup, cfg.quiesce, cfg.maxErrors = 0, 0, 0, 0, 0
+	if err := cfg.check(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := runSoak(cfg, testLog{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + res.table())
+	var bad, good int
+	for k, n := range res.Errors.Count {
+		if strings.Contains(k, halfCloseTCP) {
+			bad += n
+		} else {
+			t.Errorf("unexpected error kind %s: %s", k, res.Errors.Example[k])
+		}
+	}
+	for k, n := range res.HalfCloseEnds {
+		if strings.HasPrefix(k, halfCloseFrame+": close-1000 then eof") {
+			good += int(n)
+		}
+	}
+	if bad == 0 || good == 0 || res.Pass {
+		t.Fatalf("reset half-closes counted %d, clean close frames %d, pass %v: want both counted and a failed run", bad, good, res.Pass)
+	}
+}
+
+// resetOnHalfCloseRelay forwards to addr, and when its client half-closes
+// it resets the client's connection instead of passing the FIN on.
+func resetOnHalfCloseRelay(t *testing.T, addr string) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				up, err := net.Dial("tcp", addr)
+				if err != nil {
+					c.Close()
+					return
+				}
+				go func() { _, _ = io.Copy(c, up); _ = c.(*net.TCPConn).CloseWrite() }()
+				_, _ = io.Copy(up, c)
+				_ = c.(*net.TCPConn).SetLinger(0)
+				c.Close()
+				up.Close()
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// With --workers 2 the goroutines and sessions are summed over the
+// workers' status lines, and descriptors and RSS over the process tree.
+func TestSoakWorkers(t *testing.T) {
+	cfg := shortSoak()
+	cfg.proxyCmd = buildWebsockify(t) + " --workers 2 {listen} {target}"
+	cfg.duration, cfg.restartEvery = 6*time.Second, 0
+	if err := cfg.check(); err != nil {
+		t.Fatal(err)
+	}
+	defer runCleanups()
+	res, err := runSoak(cfg, testLog{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + res.table())
+	if !res.Pass || res.UnexpectedErrors != 0 {
+		t.Fatalf("soak failed: %v, errors %v", res.Failures, res.Errors.Example)
+	}
+	b := res.ProxyBefore
+	// Each worker runs at least its loops' and signal goroutines; one
+	// worker's count alone would be about half.
+	if b.Goroutines == nil || *b.Goroutines < 8 || b.Sessions == nil || b.FDs < 20 {
+		t.Fatalf("baseline %v: want two workers' goroutines and the tree's descriptors", b)
+	}
+}
+
+// The RSS judge fails a steady climb and passes a flat, noisy series and
+// one that climbs only in the warm-up.
+func TestJudgeRSS(t *testing.T) {
+	const dur = 10 * time.Minute
+	series := func(f func(sec int) int64) []rssSample {
+		var s []rssSample
+		for sec := 0; sec <= int(dur/time.Second); sec++ {
+			s = append(s, rssSample{T: float64(sec), RSS: f(sec)})
+		}
+		return s
+	}
+	noise := func(sec int) int64 { return int64((sec*7919)%13-6) << 18 } // ±1.5 MiB
+	for _, c := range []struct {
+		name  string
+		rss   func(int) int64
+		climb bool
+	}{
+		{"flat", func(sec int) int64 { return 100<<20 + noise(sec) }, false},
+		{"climbs in the warm-up only", func(sec int) int64 { return 20<<20 + int64(min(sec, 100))<<20 + noise(sec) }, false},
+		{"climbs 16 MiB", func(sec int) int64 { return 100<<20 + int64(sec)*(16<<20)/600 + noise(sec) }, true},
+		{"climbs 8 MiB on 100", func(sec int) int64 { return 100<<20 + int64(sec)*(8<<20)/600 + noise(sec) }, false},
+		// The fitted line rises past the bound, but the last quarter's
+		// median does not: a spike at the end, not a climb.
+		{"spikes in the last 20 s", func(sec int) int64 {
+			if sec > 580 {
+				return 200 << 20
+			}
+			return 100<<20 + noise(sec)
+		}, false},
+	} {
+		v := judgeRSS(series(c.rss), dur, 0)
+		if v.Climbing != c.climb {
+			t.Errorf("%s: climbing %v, want %v (%s)", c.name, v.Climbing, c.climb, v.Verdict)
+		}
+	}
+	// A fixed bound overrides the default, and too few samples are not judged.
+	if v := judgeRSS(series(func(sec int) int64 { return 100<<20 + int64(sec)*(4<<20)/600 }), dur, 2<<20); !v.Climbing {
+		t.Errorf("a 4 MiB climb with a 2 MiB bound passed: %s", v.Verdict)
+	}
+	if v := judgeRSS([]rssSample{{T: 200, RSS: 1}, {T: 300, RSS: 1 << 30}}, dur, 0); v.Climbing || v.Samples != 2 {
+		t.Errorf("two samples judged: %+v", v)
 	}
 }
 
@@ -186,7 +389,7 @@ func TestProxyStatusWithoutStatusLine(t *testing.T) {
 }
 
 func TestSoakLeakJudgement(t *testing.T) {
-	r := &soakRun{cfg: &soakConfig{fdSlack: 4, goroutineSlack: 8}}
+	r := &soakRun{cfg: &soakConfig{fdSlack: 4, goroutineSlack: 8}, st: newSoakStats()}
 	n := func(v int) *int { return &v }
 	before := &proxyStatus{FDs: 10, Goroutines: n(9), Sessions: n(0)}
 	for _, c := range []struct {

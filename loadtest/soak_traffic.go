@@ -76,14 +76,14 @@ func (r *soakRun) echoWorker(id uint64, b64 bool) {
 	}
 	for !r.stopping() {
 		life := r.cfg.lifeMin + time.Duration(rng.Int64N(int64(r.cfg.lifeMax-r.cfg.lifeMin)+1))
-		if err := r.echoSession(rng, src, b64, time.Now().Add(life)); err != nil {
+		if err := r.echoSession(rng, src, b64, r.wantWSS(rng), time.Now().Add(life)); err != nil {
 			r.pause(time.Duration(100+rng.IntN(400)) * time.Millisecond)
 		}
 	}
 }
 
-func (r *soakRun) echoSession(rng *mrand.Rand, src io.Reader, b64 bool, until time.Time) error {
-	c, e, err := r.dial(b64)
+func (r *soakRun) echoSession(rng *mrand.Rand, src io.Reader, b64, wss bool, until time.Time) error {
+	c, e, err := r.dial(b64, wss)
 	if err != nil {
 		r.ended("echo-open", err, e)
 		return err
@@ -117,7 +117,7 @@ func (r *soakRun) echoSession(rng *mrand.Rand, src io.Reader, b64 bool, until ti
 			err = wErr
 		}
 		r.st.sent.Add(int64(n))
-		r.st.check("echo", got[:k], msg[:k])
+		r.st.check(c.kind("echo"), got[:k], msg[:k])
 		if err != nil {
 			r.ended("echo", err, e)
 			return err
@@ -145,9 +145,9 @@ func (r *soakRun) bulkWorker(id uint64, b64 bool) {
 		n := int64(logUniform(rng.Float64(), 1<<10, int(r.cfg.bulkMax)))
 		var err error
 		if (i+int(id))%2 == 0 {
-			err = r.bulkDown(rng.Uint64(), n, b64, -1)
+			err = r.bulkDown(rng.Uint64(), n, b64, r.wantWSS(rng), -1)
 		} else {
-			err = r.bulkUp(rng.Uint64(), n, b64, rng)
+			err = r.bulkUp(rng.Uint64(), n, b64, r.wantWSS(rng), rng)
 		}
 		if err != nil {
 			r.pause(time.Duration(100+rng.IntN(400)) * time.Millisecond)
@@ -158,12 +158,12 @@ func (r *soakRun) bulkWorker(id uint64, b64 bool) {
 // bulkDown has the target send n bytes of seed's stream and verifies them.
 // With resetAfter >= 0 it resets the connection after that many bytes (the
 // client-reset fault).
-func (r *soakRun) bulkDown(seed uint64, n int64, b64 bool, resetAfter int64) error {
+func (r *soakRun) bulkDown(seed uint64, n int64, b64, wss bool, resetAfter int64) error {
 	kind := "bulk-down"
 	if resetAfter >= 0 {
 		kind = "client-reset"
 	}
-	c, e, err := r.dial(b64)
+	c, e, err := r.dial(b64, wss)
 	if err != nil {
 		r.ended(kind+"-open", err, e)
 		return err
@@ -193,7 +193,7 @@ func (r *soakRun) bulkDown(seed uint64, n int64, b64 bool, resetAfter int64) err
 		k, err := c.read(got[:min(int64(len(got)), n-read)])
 		if k > 0 {
 			_, _ = want.Read(exp[:k])
-			r.st.check(kind, got[:k], exp[:k])
+			r.st.check(c.kind(kind), got[:k], exp[:k])
 			read += int64(k)
 		}
 		if err != nil {
@@ -209,8 +209,8 @@ func (r *soakRun) bulkDown(seed uint64, n int64, b64 bool, resetAfter int64) err
 
 // bulkUp sends n bytes of seed's stream in frames of varied size; the target
 // checks them and answers how many differed.
-func (r *soakRun) bulkUp(seed uint64, n int64, b64 bool, rng *mrand.Rand) error {
-	c, e, err := r.dial(b64)
+func (r *soakRun) bulkUp(seed uint64, n int64, b64, wss bool, rng *mrand.Rand) error {
+	c, e, err := r.dial(b64, wss)
 	if err != nil {
 		r.ended("bulk-up-open", err, e)
 		return err
@@ -254,15 +254,9 @@ func (r *soakRun) bulkUp(seed uint64, n int64, b64 bool, rng *mrand.Rand) error 
 	}
 	// An answer above n is itself corrupt; n bytes is the most it can mean.
 	bad := int64(min(binary.BigEndian.Uint64(ans[:]), uint64(n)))
-	r.st.verified.Add(n)
-	if bad > 0 {
-		r.st.corrupted.Add(bad)
-		r.st.mu.Lock()
-		if r.st.firstCorruption == "" {
-			r.st.firstCorruption = fmt.Sprintf("bulk-up: the target saw %d of %d bytes differ", bad, n)
-		}
-		r.st.mu.Unlock()
-	}
+	r.st.counted(c.kind("bulk-up"), n, bad, func() string {
+		return fmt.Sprintf("bulk-up: the target saw %d of %d bytes differ", bad, n)
+	})
 	r.st.bulkDone.Add(1)
 	return nil
 }
@@ -272,15 +266,15 @@ func (r *soakRun) churnWorker(id uint64) {
 	rng := mrand.New(mrand.NewPCG(r.cfg.seed, 300+id))
 	for !r.stopping() {
 		b64 := rng.Float64() < r.cfg.b64Share
-		if err := r.churnOnce(rng, b64); err != nil {
+		if err := r.churnOnce(rng, b64, r.wantWSS(rng)); err != nil {
 			r.pause(time.Duration(50+rng.IntN(200)) * time.Millisecond)
 		}
 		r.pause(time.Duration(rng.IntN(20)) * time.Millisecond)
 	}
 }
 
-func (r *soakRun) churnOnce(rng *mrand.Rand, b64 bool) error {
-	c, e, err := r.dial(b64)
+func (r *soakRun) churnOnce(rng *mrand.Rand, b64, wss bool) error {
+	c, e, err := r.dial(b64, wss)
 	if err != nil {
 		r.ended("churn-open", err, e)
 		return err
@@ -299,7 +293,7 @@ func (r *soakRun) churnOnce(rng *mrand.Rand, b64 bool) error {
 	got := make([]byte, len(msg)-1)
 	k, err := c.readFull(got)
 	r.st.sent.Add(int64(len(got)))
-	r.st.check("churn", got[:k], msg[1:1+k])
+	r.st.check(c.kind("churn"), got[:k], msg[1:1+k])
 	if err != nil {
 		r.ended("churn", err, e)
 		return err

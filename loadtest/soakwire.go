@@ -20,7 +20,16 @@ import (
 
 // soakConn is one WebSocket session through the proxy.
 type soakConn struct {
-	s *session
+	s   *session
+	tls bool // over wss://
+}
+
+// kind names a checked stream for the tallies, marking wss:// sessions.
+func (c *soakConn) kind(base string) string {
+	if c.tls {
+		return base + "/wss"
+	}
+	return base
 }
 
 // Target protocol of the soak target (first payload byte of a session):
@@ -54,7 +63,7 @@ func dialSoak(ctx context.Context, c *client, b64 bool) (*soakConn, error) {
 		conn.Close()
 		return nil, &phaseError{"handshake", fmt.Errorf("asked for subprotocol %q, got %q", proto, wc.Protocol())}
 	}
-	return &soakConn{s: &session{conn: conn, ws: wc}}, nil
+	return &soakConn{s: &session{conn: conn, ws: wc}, tls: c.tls}, nil
 }
 
 func (c *soakConn) deadline(d time.Duration) { _ = c.s.conn.SetDeadline(time.Now().Add(d)) }
