@@ -5,8 +5,10 @@
 #   throughput down and up, one connection (BYTES, REPEAT runs a round)
 #   session set-up, 50 at once (2 windows of 5 s)
 #   round trips beside 4 bulk sessions (200 connections, one 5 s window)
-# Every run's JSON goes to bench/results/ab-vs-OLD.jsonl; the commands, a
-# line per run and each round's ratios to the relay to ab-vs-OLD.txt.
+# Every run's JSON goes to bench/results/side-by-side/ab-vs-OLD.jsonl (out
+# of the way of make bench's report, which reads bench/results/*.jsonl); the
+# commands, a line per run and each round's ratios to the relay to
+# ab-vs-OLD.txt beside it.
 #
 # Environment: ROUNDS (default 4), REPEAT (default 3), BYTES (default
 # 1073741824).
@@ -15,7 +17,8 @@ cd "$(dirname "$0")/.." || exit 1
 old=${1:?usage: bench/ab.sh OLD-COMMIT}
 rounds=${ROUNDS:-4} repeat=${REPEAT:-3} bytes=${BYTES:-1073741824}
 old_commit=$(git rev-parse --short "$old") || exit 1
-results=bench/results
+results=bench/results/side-by-side
+mkdir -p "$results"
 txt=$results/ab-vs-$old_commit.txt jsonl=$results/ab-vs-$old_commit.jsonl
 
 tmp=$(mktemp -d /tmp/bench-ab.XXXXXX) || exit 1

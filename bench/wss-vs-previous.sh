@@ -11,7 +11,9 @@
 # fall on both alike:
 #   throughput down and up, one connection, 512 MiB, over ws and over wss
 #   hold 2000 idle sessions, over ws and over wss (proxy memory per session)
-# Every run's JSON goes to bench/results/wss-vs-675dec4.jsonl; the commands,
+# Every run's JSON goes to bench/results/side-by-side/wss-vs-675dec4.jsonl
+# (out of the way of make bench's report, which reads bench/results/*.jsonl);
+# the commands,
 # a line per run and the medians [min–max] to wss-vs-675dec4.txt.
 #
 # Environment: ROUNDS (default 5), REPEAT (throughput runs per measurement
@@ -21,7 +23,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
 rounds=${ROUNDS:-5} repeat=${REPEAT:-3} bytes=${BYTES:-536870912} conns=${CONNS:-2000} old=${OLD:-675dec4}
-results=bench/results
+results=bench/results/side-by-side
 txt=$results/wss-vs-$old.txt jsonl=$results/wss-vs-$old.jsonl
 mkdir -p "$results"
 

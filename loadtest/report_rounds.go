@@ -209,7 +209,7 @@ func writeMachineLine(b *strings.Builder, all []*Result) {
 	case len(pinnedRuns) == len(all):
 		fmt.Fprintf(b, " Pinned (BENCH_PIN=1): %s.", strings.Join(distinct(pinnedRuns, func(r *Result) string { return r.Affinity }), "; "))
 	default:
-		fmt.Fprintf(b, " Pinned (BENCH_PIN=1) in %d of %d runs: %s; the others share every core.", len(pinnedRuns), len(all),
+		fmt.Fprintf(b, " Pinned (the pinned rounds, or BENCH_PIN=1) in %d of %d runs: %s; the others share every core.", len(pinnedRuns), len(all),
 			strings.Join(distinct(pinnedRuns, func(r *Result) string { return r.Affinity }), "; "))
 	}
 }
