@@ -122,19 +122,8 @@ func TestSoakOurProxy(t *testing.T) {
 // behind a relay that flips one bit in every binary frame going to the
 // client.
 func TestSoakDetectsCorruption(t *testing.T) {
-	bin := buildWebsockify(t)
 	defer runCleanups()
-	target, err := freeLoopbackAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := startProxy(bin+" {listen} {target}", target, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay := flipRelay(t, p.listen)
-	cfg := shortSoak()
-	cfg.proxyURL, cfg.target, cfg.duration = "ws://"+relay+"/", target, 3*time.Second
+	cfg := soakThroughRelay(t, flipRelay)
 	cfg.b64Share, cfg.faultEvery, cfg.restartEvery = 0, 0, 0
 	cfg.warmup, cfg.quiesce = 0, 0
 	if err := cfg.check(); err != nil {
@@ -170,19 +159,8 @@ func TestSoakDetectsCorruption(t *testing.T) {
 // clean end must be caught: here our proxy behind a relay that does so.
 // Sessions ended by a close frame pass the relay untouched and stay clean.
 func TestSoakDetectsBadHalfClose(t *testing.T) {
-	bin := buildWebsockify(t)
 	defer runCleanups()
-	target, err := freeLoopbackAddr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	p, err := startProxy(bin+" {listen} {target}", target, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	relay := resetOnHalfCloseRelay(t, p.listen)
-	cfg := shortSoak()
-	cfg.proxyURL, cfg.target, cfg.duration = "ws://"+relay+"/", target, 3*time.Second
+	cfg := soakThroughRelay(t, resetOnHalfCloseRelay)
 	cfg.sessions, cfg.bulkWorkers, cfg.churnWorkers, cfg.slowReaders, cfg.fragmenters = 0, 0, 0, 0, 0
 	cfg.faultEvery, cfg.restartEvery, cfg.warmup, cfg.quiesce, cfg.maxErrors = 0, 0, 0, 0, 0
 	if err := cfg.check(); err != nil {
@@ -209,6 +187,25 @@ func TestSoakDetectsBadHalfClose(t *testing.T) {
 	if bad == 0 || good == 0 || res.Pass {
 		t.Fatalf("reset half-closes counted %d, clean close frames %d, pass %v: want both counted and a failed run", bad, good, res.Pass)
 	}
+}
+
+// soakThroughRelay starts our proxy, puts the relay that relayTo starts in
+// front of it, and returns a 3-second soak aimed at that relay. The caller
+// defers runCleanups.
+func soakThroughRelay(t *testing.T, relayTo func(*testing.T, string) string) *soakConfig {
+	bin := buildWebsockify(t)
+	target, err := freeLoopbackAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := startProxy(bin+" {listen} {target}", target, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	relay := relayTo(t, p.listen)
+	cfg := shortSoak()
+	cfg.proxyURL, cfg.target, cfg.duration = "ws://"+relay+"/", target, 3*time.Second
+	return cfg
 }
 
 // resetOnHalfCloseRelay forwards to addr, and when its client half-closes
