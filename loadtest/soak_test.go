@@ -63,15 +63,8 @@ func TestSoakOurProxy(t *testing.T) {
 	cfg := shortSoak()
 	cfg.proxyCmd = buildWebsockify(t) + " --cert {cert} {listen} {target}"
 	cfg.wssShare = 0.3
-	if err := cfg.check(); err != nil {
-		t.Fatal(err)
-	}
 	defer runCleanups()
-	res, err := runSoak(cfg, testLog{t})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Log("\n" + res.table())
+	res := mustSoak(t, cfg)
 	if !res.Pass || res.CorruptedBytes != 0 {
 		t.Fatalf("soak failed: %v", res.Failures)
 	}
@@ -189,6 +182,21 @@ func TestSoakDetectsBadHalfClose(t *testing.T) {
 	}
 }
 
+// mustSoak checks cfg, runs the soak and logs its table; the caller defers
+// runCleanups.
+func mustSoak(t *testing.T, cfg *soakConfig) *soakResult {
+	t.Helper()
+	if err := cfg.check(); err != nil {
+		t.Fatal(err)
+	}
+	res, err := runSoak(cfg, testLog{t})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Log("\n" + res.table())
+	return res
+}
+
 // soakThroughRelay starts our proxy, puts the relay that relayTo starts in
 // front of it, and returns a 3-second soak aimed at that relay. The caller
 // defers runCleanups.
@@ -211,6 +219,17 @@ func soakThroughRelay(t *testing.T, relayTo func(*testing.T, string) string) *so
 // resetOnHalfCloseRelay forwards to addr, and when its client half-closes
 // it resets the client's connection instead of passing the FIN on.
 func resetOnHalfCloseRelay(t *testing.T, addr string) string {
+	return serveRelay(t, addr, func(c, up net.Conn) {
+		go func() { _, _ = io.Copy(c, up); _ = c.(*net.TCPConn).CloseWrite() }()
+		_, _ = io.Copy(up, c)
+		_ = c.(*net.TCPConn).SetLinger(0)
+	})
+}
+
+// serveRelay listens on a loopback port until the test ends and, for each
+// client, dials addr and runs relay with both connections, closing both
+// when it returns. It returns the address it listens on.
+func serveRelay(t *testing.T, addr string, relay func(client, up net.Conn)) string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -223,16 +242,13 @@ func resetOnHalfCloseRelay(t *testing.T, addr string) string {
 				return
 			}
 			go func() {
+				defer c.Close()
 				up, err := net.Dial("tcp", addr)
 				if err != nil {
-					c.Close()
 					return
 				}
-				go func() { _, _ = io.Copy(c, up); _ = c.(*net.TCPConn).CloseWrite() }()
-				_, _ = io.Copy(up, c)
-				_ = c.(*net.TCPConn).SetLinger(0)
-				c.Close()
-				up.Close()
+				defer up.Close()
+				relay(c, up)
 			}()
 		}
 	}()
@@ -245,15 +261,8 @@ func TestSoakWorkers(t *testing.T) {
 	cfg := shortSoak()
 	cfg.proxyCmd = buildWebsockify(t) + " --workers 2 {listen} {target}"
 	cfg.duration, cfg.restartEvery = 6*time.Second, 0
-	if err := cfg.check(); err != nil {
-		t.Fatal(err)
-	}
 	defer runCleanups()
-	res, err := runSoak(cfg, testLog{t})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Log("\n" + res.table())
+	res := mustSoak(t, cfg)
 	if !res.Pass || res.UnexpectedErrors != 0 {
 		t.Fatalf("soak failed: %v, errors %v", res.Failures, res.Errors.Example)
 	}
@@ -312,30 +321,10 @@ func TestJudgeRSS(t *testing.T) {
 // flipRelay forwards to the proxy at addr and flips a bit in the middle of
 // every binary frame the proxy sends.
 func flipRelay(t *testing.T, addr string) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				up, err := net.Dial("tcp", addr)
-				if err != nil {
-					return
-				}
-				defer up.Close()
-				go func() { _, _ = io.Copy(up, c); up.Close() }()
-				flipFrames(c, bufio.NewReader(up))
-			}()
-		}
-	}()
-	return ln.Addr().String()
+	return serveRelay(t, addr, func(c, up net.Conn) {
+		go func() { _, _ = io.Copy(up, c); up.Close() }()
+		flipFrames(c, bufio.NewReader(up))
+	})
 }
 
 func flipFrames(dst io.Writer, src *bufio.Reader) {
