@@ -47,7 +47,7 @@
 #
 # Everything is bounded: each measurement has its own deadlines inside
 # loadtest, and `timeout` below is the last resort. All traffic is on
-# 127.0.0.1. The whole run takes about 10 minutes on 2 cores.
+# 127.0.0.1. The whole run takes about 25 minutes on 2 cores.
 set -uo pipefail
 cd "$(dirname "$0")/.." || exit 1
 
