@@ -134,9 +134,8 @@ const (
 const (
 	// readChunk is the most one read takes from a socket (gnet's per-loop
 	// read buffer). Large reads mean few system calls and wakeups per byte,
-	// which on loopback is most of the cost of moving it: 512 KiB moved a
-	// connection down 1.15 x as fast as 256 KiB did, on a third less proxy
-	// CPU per byte (BENCHMARKS.md, "What limits ours").
+	// which on loopback is most of the cost of moving it (BENCHMARKS.md,
+	// "What limits ours").
 	readChunk = 512 << 10
 	// When several sessions of a loop take whole reads, each that takes
 	// one is not read again for yieldFor (session.readable); contendedFor

@@ -69,21 +69,28 @@ func TestLoopbackOnly(t *testing.T) {
 	}
 }
 
-// runMode runs one mode the way runMeasurement does, minus printing and
-// exiting, against cfg's proxy.
-func runMode(t *testing.T, cfg *settings) *Result {
+// setUpMode checks cfg and starts its proxy and target, as runMeasurement
+// does; the caller defers runCleanups.
+func setUpMode(t *testing.T, cfg *settings) (*env, *Result) {
 	t.Helper()
 	if err := cfg.check(); err != nil {
 		t.Fatal(err)
 	}
 	res := &Result{Mode: cfg.mode, Label: cfg.label}
-	defer runCleanups()
 	e, err := setUp(cfg, res)
 	if err != nil {
 		t.Fatal(err)
 	}
-	err = runModeOn(e, cfg.mode)
-	if err != nil {
+	return e, res
+}
+
+// runMode runs one mode the way runMeasurement does, minus printing and
+// exiting, against cfg's proxy.
+func runMode(t *testing.T, cfg *settings) *Result {
+	t.Helper()
+	defer runCleanups()
+	e, res := setUpMode(t, cfg)
+	if err := runModeOn(e, cfg.mode); err != nil {
 		t.Fatalf("%s: %v (%s)", cfg.mode, err, summarize(res))
 	}
 	t.Log(summarize(res))

@@ -53,15 +53,8 @@ func TestOpenLoopTimesFromSchedule(t *testing.T) {
 	cfg := &settings{mode: "openloop", relay: true, target: "127.0.0.1:0", opTimeout: 20 * time.Second,
 		rampTimeout: 30 * time.Second, dialParallel: 8, maxFail: 5, conns: 20, msgSize: 64, duration: 1500 * time.Millisecond,
 		openLoop: openLoopSettings{rates: rateList{1000}, warmup: 200 * time.Millisecond}}
-	if err := cfg.check(); err != nil {
-		t.Fatal(err)
-	}
-	res := &Result{Mode: cfg.mode, Label: cfg.label}
 	defer runCleanups()
-	e, err := setUp(cfg, res)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, res := setUpMode(t, cfg)
 	// Stop the relay from 300 ms into the recorded window for stall.
 	openLoopStepStarted = func(start time.Time) {
 		go func() {
@@ -100,15 +93,8 @@ func TestOpenLoopCountsLostOnStall(t *testing.T) {
 	cfg := &settings{mode: "openloop", relay: true, target: "127.0.0.1:0", opTimeout: 500 * time.Millisecond,
 		rampTimeout: 30 * time.Second, dialParallel: 8, maxFail: 5, conns: 10, msgSize: 64, duration: time.Second,
 		openLoop: openLoopSettings{rates: rateList{500, 1000}}}
-	if err := cfg.check(); err != nil {
-		t.Fatal(err)
-	}
-	res := &Result{Mode: cfg.mode, Label: cfg.label}
 	defer runCleanups()
-	e, err := setUp(cfg, res)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e, res := setUpMode(t, cfg)
 	openLoopStepStarted = func(start time.Time) {
 		time.AfterFunc(time.Until(start.Add(500*time.Millisecond)), func() { _ = syscall.Kill(e.proxyPID, syscall.SIGSTOP) })
 	}
@@ -117,7 +103,7 @@ func TestOpenLoopCountsLostOnStall(t *testing.T) {
 		_ = syscall.Kill(e.proxyPID, syscall.SIGCONT)
 	}()
 	began := time.Now()
-	err = runModeOn(e, cfg.mode)
+	err := runModeOn(e, cfg.mode)
 	t.Log(summarize(res))
 	if err != nil {
 		t.Fatal(err) // the first step echoed something before the stop

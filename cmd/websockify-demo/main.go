@@ -21,9 +21,8 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/gowebsockify/websockify/wsclient"
-
 	"github.com/gowebsockify/websockify/web"
+	"github.com/gowebsockify/websockify/wsclient"
 )
 
 const listen = "127.0.0.1:6080"
