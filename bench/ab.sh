@@ -25,8 +25,9 @@ tmp=$(mktemp -d /tmp/bench-ab.XXXXXX) || exit 1
 trap 'git worktree remove --force "$tmp/tree" 2>/dev/null; rm -rf "$tmp"' EXIT
 go build -o bin/loadtest ./loadtest || exit 1
 go build -o bin/websockify ./cmd/websockify || exit 1
-new_commit=$(git describe --always)
-[[ -n $(git status --porcelain --untracked-files=no -- . ':!bench' ':!*.md') ]] && new_commit+=-dirty
+# shellcheck source=bench/build-name.sh
+. bench/build-name.sh
+new_commit=$(build_name)
 git worktree add --detach "$tmp/tree" "$old" >/dev/null || exit 1
 (cd "$tmp/tree" && go build -o "$tmp/websockify-$old_commit" ./cmd/websockify) || exit 1
 

@@ -9,9 +9,11 @@ cd "$(dirname "$0")/.."
 before=${1:?usage: bench/one-cpu.sh BEFORE-BINARY AFTER-BINARY}
 after=${2:?usage: bench/one-cpu.sh BEFORE-BINARY AFTER-BINARY}
 out=bench/results/one-cpu-gomaxprocs.txt
+# shellcheck source=bench/build-name.sh
+. bench/build-name.sh
 {
 	echo "# Our proxy pinned to CPU 0 (-proxy-cpus 0), loadtest (client and target) on CPU 1: $before beside $after, alternating."
-	echo "# $(date -u +%FT%TZ); $(nproc --all) cores; commit $(git describe --always)."
+	echo "# $(date -u +%FT%TZ); $(nproc --all) cores; commit $(build_name)."
 	for round in 1 2 3; do
 		for bin in "$before" "$after"; do
 			for conc in 1 50; do

@@ -129,14 +129,10 @@ if [[ " $proxies " == *" python "* && ! -x /usr/bin/websockify ]]; then
 		proxies=${proxies//python/}
 	}
 fi
-# What the binaries were built from, recorded in every result (-commit):
-# git describe, with -dirty when a tracked file differs from the commit,
-# leaving out what this script itself rewrites (the results, the plot and
-# BENCHMARKS.md), so a rerun on an unchanged tree is not called dirty.
-commit=$(git describe --always 2>/dev/null || echo unknown)
-if [[ -n $(git status --porcelain --untracked-files=no -- . ':!bench/results' ':!bench/memory.png' ':!BENCHMARKS.md' 2>/dev/null) ]]; then
-	commit+=-dirty
-fi
+# What the binaries were built from, recorded in every result (-commit).
+# shellcheck source=bench/build-name.sh
+. bench/build-name.sh
+commit=$(build_name)
 say "measuring the build of $commit"
 
 # wss: our proxy with a self-signed ECDSA P-256 certificate (made afresh,

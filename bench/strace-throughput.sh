@@ -31,10 +31,9 @@ trap 'rm -rf "$tmp"' EXIT
 
 go build -o bin/loadtest ./loadtest || exit 1
 go build -o bin/websockify ./cmd/websockify || exit 1
-# -dirty only when a tracked file other than what benchmarks write (bench/,
-# the Markdown) differs, as in bench/run.sh
-commit=$(git describe --always)
-[[ -n $(git status --porcelain --untracked-files=no -- . ':!bench' ':!*.md') ]] && commit+=-dirty
+# shellcheck source=bench/build-name.sh
+. bench/build-name.sh
+commit=$(build_name)
 
 trace_cmd="strace -f -ttt -T -e trace=$calls -o $tmp/trace bin/websockify {listen} {target}"
 count_cmd="strace -c -f -o $tmp/counts bin/websockify {listen} {target}"

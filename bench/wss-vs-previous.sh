@@ -37,10 +37,9 @@ trap cleanup EXIT
 
 go build -o bin/loadtest ./loadtest || exit 1
 go build -o bin/websockify ./cmd/websockify || exit 1
-# -dirty only when a tracked file other than what benchmarks write (bench/,
-# the Markdown) differs, as in bench/run.sh
-new_commit=$(git describe --always)
-[[ -n $(git status --porcelain --untracked-files=no -- . ':!bench' ':!*.md') ]] && new_commit+=-dirty
+# shellcheck source=bench/build-name.sh
+. bench/build-name.sh
+new_commit=$(build_name)
 old_commit=$(git rev-parse --short "$old") || exit 1
 git worktree add --detach "$worktree" "$old" >/dev/null || exit 1
 old_bin=$tmp/websockify-$old_commit
